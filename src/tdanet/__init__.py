@@ -1,0 +1,20 @@
+"""tdanet: TDANet speech separation (Li, Yang, Hu, ICLR 2023)."""
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .errors import CheckpointError, TDANetError
+from .model import PRESETS, TDANet, TDANetConfig
+from .pretrained import load_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESETS",
+    "CheckpointError",
+    "TDANet",
+    "TDANetConfig",
+    "TDANetError",
+    "__version__",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+]

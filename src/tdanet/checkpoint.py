@@ -1,0 +1,166 @@
+"""Checkpoints as data: this package's format and the authors' release layout.
+
+This package writes ``{"format_version", "config", "state_dict", "metadata"}``; the release
+layout is ``{"model_name", "state_dict", "model_args"}``. Both are read with
+``torch.load(weights_only=True)``, so a file can never run code while it loads.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import CheckpointError
+from .model import RELEASE_ARGS, TDANet, TDANetConfig
+from .model.attention import sinusoid_table
+
+FORMAT_VERSION = 1
+POSITION_TABLE_KEY = "sm.unet.globalatt.attn.pos_enc.pe"
+
+
+def save_checkpoint(
+    model: TDANet, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write ``model`` to ``path`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "metadata": dict(metadata or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint file as plain data; any failure becomes a one-line CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt, truncated or unsafe files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            reason = "it contains pickled code or objects, which are never executed"
+        raise CheckpointError(
+            f"{path}: not a loadable TDANet checkpoint ({reason[:200]})"
+        ) from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: expected a dict checkpoint, found {type(payload).__name__}")
+    return payload
+
+
+def parse_checkpoint(
+    payload: dict[str, Any], source: str = "checkpoint"
+) -> tuple[TDANetConfig, dict[str, torch.Tensor]]:
+    """Config and state_dict from either layout; the release's position table is checked and dropped."""
+    if "format_version" in payload:
+        version = payload["format_version"]
+        if version != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{source}: checkpoint format_version {version!r} is not supported "
+                f"(this tdanet reads version {FORMAT_VERSION}); upgrade tdanet"
+            )
+        config_values = payload.get("config")
+    elif "model_args" in payload and "state_dict" in payload:
+        args = payload["model_args"]
+        if not isinstance(args, dict):
+            raise CheckpointError(f"{source}: model_args must be a dict")
+        extra = sorted(set(args) - set(RELEASE_ARGS))
+        if extra:
+            raise CheckpointError(
+                f"{source}: unknown release model_args {', '.join(map(str, extra))}"
+            )
+        config_values = dict(args)
+    else:
+        raise CheckpointError(
+            f"{source}: not a TDANet checkpoint (expected keys format_version/config/state_dict "
+            "or the release's model_name/model_args/state_dict)"
+        )
+    if not isinstance(config_values, dict):
+        raise CheckpointError(f"{source}: checkpoint has no config dict")
+    try:
+        config = TDANetConfig.from_dict(config_values)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: invalid config: {exc}") from None
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{source}: state_dict must map names to tensors")
+    state = dict(state)
+    table = state.pop(POSITION_TABLE_KEY, None)
+    if table is not None:
+        check_position_table(table, config.in_channels, source)
+    return config, state
+
+
+def check_position_table(table: torch.Tensor, channels: int, source: str) -> None:
+    """The release stores its sinusoid table as a buffer; it must be the standard one."""
+    if table.dim() != 3 or table.shape[0] != 1 or table.shape[2] != channels:
+        raise CheckpointError(
+            f"{source}: position table has shape {tuple(table.shape)}, expected (1, P, {channels})"
+        )
+    expected = sinusoid_table(table.shape[1], channels)
+    if not torch.allclose(table[0].float(), expected, atol=1e-4):
+        raise CheckpointError(f"{source}: position table is not the standard sinusoid table")
+
+
+def build_model(
+    config: TDANetConfig, state: dict[str, torch.Tensor], source: str = "checkpoint"
+) -> TDANet:
+    """A TDANet with exactly these weights (strict names and shapes), in eval mode."""
+    model = TDANet(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} weight(s) e.g. {missing[0]}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} weight(s) e.g. {unexpected[0]}")
+        raise CheckpointError(f"{source}: weights do not match the config ({'; '.join(parts)})")
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise CheckpointError(
+                f"{source}: weight {name} has shape {tuple(tensor.shape)}, "
+                f"expected {tuple(expected[name].shape)} for this config"
+            )
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"{source}: weight {name} is not floating point")
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    return model.eval()
+
+
+def load_checkpoint(path: str | os.PathLike[str], **config_overrides: Any) -> TDANet:
+    """Load a checkpoint of this package or of the authors' release, in eval mode.
+
+    ``config_overrides`` change fields that do not affect weights (e.g. ``attention``).
+    """
+    source = str(path)
+    config, state = parse_checkpoint(read_checkpoint(path), source)
+    if config_overrides:
+        try:
+            config = config.replace(**config_overrides)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{source}: {exc}") from None
+    return build_model(config, state, source)
+
+
+def checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata dict of a checkpoint of this package (empty for release files)."""
+    metadata = read_checkpoint(path).get("metadata", {})
+    return metadata if isinstance(metadata, dict) else {}

@@ -1,0 +1,47 @@
+"""The ``tdanet`` command: a thin layer over the library, one module per subcommand.
+
+Each module in ``tdanet.commands`` defines ``HELP`` (one line), ``add_arguments(parser)``
+and ``run(args) -> int``; heavy imports happen inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import TDANetError
+
+COMMANDS: tuple[str, ...] = ("info",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tdanet", description="TDANet speech separation toolkit.")
+    parser.add_argument("--version", action="version", version=f"tdanet {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f"tdanet.commands.{name}")
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; user errors print one line on stderr and exit non-zero, no traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except TDANetError as exc:
+        print(f"tdanet {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"tdanet {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

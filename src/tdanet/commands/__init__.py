@@ -1,0 +1,1 @@
+"""Subcommands of the ``tdanet`` CLI (see :mod:`tdanet.cli`)."""

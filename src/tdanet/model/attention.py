@@ -1,0 +1,125 @@
+"""The global attention (GA) module of TDANet: attention then a convolutional MLP."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import AttentionMode
+from .layers import ConvNorm, drop_path
+
+
+def sinusoid_table(length: int, channels: int) -> torch.Tensor:
+    """Sinusoidal position table (length, channels).
+
+    Channel 2i holds sin(pos * w_i), channel 2i + 1 cos(pos * w_i), w_i = 10000^(-2i/channels),
+    computed exactly as the release computes its 10000-row buffer so that rows agree bit
+    for bit; any length is allowed (rows past the release's 10000 are extrapolation).
+    """
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    freq = torch.exp(
+        torch.arange(0, channels, 2, dtype=torch.float32) * (-math.log(10000.0) / channels)
+    )
+    table = torch.zeros(length, channels)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq)
+    return table
+
+
+class PositionalEncoding(nn.Module):
+    """Holds the position table; ``pe`` is rebuilt, never loaded (it is not a weight)."""
+
+    pe: torch.Tensor
+
+    def __init__(self, channels: int, max_positions: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.register_buffer("pe", sinusoid_table(max_positions, channels)[None], persistent=False)
+
+    def forward(self, length: int) -> torch.Tensor:
+        """-> (1, length, channels) table rows for positions 0..length-1."""
+        if length <= self.pe.shape[1]:
+            return self.pe[:, :length]
+        return sinusoid_table(length, self.channels).to(self.pe)[None]
+
+
+class MultiHeadAttention(nn.Module):
+    """Pre-norm attention with absolute positions: ``norm(2 * attn(LN(x) + pe))`` at inference.
+
+    ``mode="frame"`` is what the released checkpoints compute: the release hands
+    (batch, frames, N) data to a sequence-first attention layer, so with one utterance per
+    batch each frame attends only to itself and the layer is the value projection followed
+    by the output projection, per frame (and batch items stay independent here, unlike the
+    release at batch > 1). ``mode="sequence"`` is the paper's self-attention across frames.
+    """
+
+    def __init__(
+        self, channels: int, num_heads: int, mode: AttentionMode, max_positions: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.mode = mode
+        self.pos_enc = PositionalEncoding(channels, max_positions)
+        self.attn_in_norm = nn.LayerNorm(channels)
+        self.attn = nn.MultiheadAttention(channels, num_heads, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(channels)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, N, frames) -> (batch, N, frames)."""
+        h = x.transpose(1, 2)
+        h = self.attn_in_norm(h) + self.pos_enc(h.shape[1])
+        if self.mode == "frame":
+            channels = h.shape[-1]
+            value = F.linear(
+                h,
+                self.attn.in_proj_weight[2 * channels :],
+                self.attn.in_proj_bias[2 * channels :],
+            )
+            out = self.attn.out_proj(value)
+        else:
+            out = self.attn(h, h, h, need_weights=False)[0]
+        out = self.norm(out + self.dropout(out))
+        return out.transpose(1, 2)
+
+
+class FeedForward(nn.Module):
+    """Convolutional MLP: 1x1 expand (x2) + gLN, depthwise k=5, ReLU, 1x1 project + gLN."""
+
+    def __init__(self, channels: int, dropout: float) -> None:
+        super().__init__()
+        hidden = 2 * channels
+        self.fc1 = ConvNorm(channels, hidden, 1, bias=False)
+        self.dwconv = nn.Conv1d(hidden, hidden, 5, padding=2, groups=hidden)
+        self.fc2 = ConvNorm(hidden, channels, 1, bias=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, N, frames) -> (batch, N, frames)."""
+        x = self.dropout(F.relu(self.dwconv(self.fc1(x))))
+        return self.dropout(self.fc2(x))
+
+
+class GlobalAttention(nn.Module):
+    """GA module: two residual steps, attention then MLP, on the top-level global feature."""
+
+    def __init__(
+        self,
+        channels: int,
+        num_heads: int,
+        mode: AttentionMode,
+        max_positions: int,
+        dropout: float,
+        drop_path: float,
+    ) -> None:
+        super().__init__()
+        self.attn = MultiHeadAttention(channels, num_heads, mode, max_positions, dropout)
+        self.mlp = FeedForward(channels, dropout)
+        self.drop_path = drop_path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, N, frames) -> (batch, N, frames)."""
+        x = x + drop_path(self.attn(x), self.drop_path, self.training)
+        return x + drop_path(self.mlp(x), self.drop_path, self.training)

@@ -1,0 +1,95 @@
+"""Convolution, normalisation and fusion building blocks of TDANet."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class GlobalLayerNorm(nn.Module):
+    """Global layer norm (gLN): normalise each item over channels and time together.
+
+    Population variance, ``eps`` added inside the square root, then a per-channel gain
+    ``gamma`` and bias ``beta`` (names as in the release checkpoints).
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+        self.gamma = nn.Parameter(torch.ones(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, frames) -> same shape."""
+        mean = x.mean(dim=(1, 2), keepdim=True)
+        var = (x - mean).pow(2).mean(dim=(1, 2), keepdim=True)
+        x = (x - mean) / torch.sqrt(var + self.eps)
+        return x * self.gamma[:, None] + self.beta[:, None]
+
+
+class ConvNorm(nn.Module):
+    """Conv1d followed by global layer norm (and an optional one-parameter PReLU)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        groups: int = 1,
+        bias: bool = True,
+        act: bool = False,
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=(kernel_size - 1) // 2,
+            groups=groups,
+            bias=bias,
+        )
+        self.norm = GlobalLayerNorm(out_channels)
+        self.act: nn.Module = nn.PReLU() if act else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, in_channels, frames) -> (batch, out_channels, ceil(frames / stride))."""
+        return self.act(self.norm(self.conv(x)))
+
+
+class LocalAttention(nn.Module):
+    """Top-down fusion "LA": a coarser (global) feature gates and shifts a finer one.
+
+    ``local_embedding(local) * up(sigmoid(global_act(glob))) + up(global_embedding(glob))``
+    where each term is a depthwise conv (no bias) + gLN and ``up`` is nearest-neighbour
+    interpolation (floor index rule) to the local length, which may also shrink.
+    """
+
+    def __init__(self, channels: int, kernel_size: int) -> None:
+        super().__init__()
+        self.local_embedding = ConvNorm(
+            channels, channels, kernel_size, groups=channels, bias=False
+        )
+        self.global_embedding = ConvNorm(
+            channels, channels, kernel_size, groups=channels, bias=False
+        )
+        self.global_act = ConvNorm(channels, channels, kernel_size, groups=channels, bias=False)
+
+    def forward(self, local: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
+        """local (batch, channels, T_l), glob (batch, channels, T_g) -> (batch, channels, T_l)."""
+        length = local.shape[-1]
+        gate = F.interpolate(torch.sigmoid(self.global_act(glob)), size=length, mode="nearest")
+        shift = F.interpolate(self.global_embedding(glob), size=length, mode="nearest")
+        return self.local_embedding(local) * gate + shift
+
+
+def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero a whole residual branch per item with probability ``rate``."""
+    if rate == 0.0 or not training:
+        return x
+    keep = 1.0 - rate
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+    return x * mask / keep

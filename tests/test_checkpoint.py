@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from tdanet.checkpoint import (
+    FORMAT_VERSION,
+    POSITION_TABLE_KEY,
+    checkpoint_metadata,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from tdanet.errors import CheckpointError
+from tdanet.model import PRESETS, TDANet
+
+from .conftest import OFFICIAL_SMALL, randomize_
+
+
+def test_round_trip_is_exact(tmp_path: Path) -> None:
+    model = randomize_(TDANet(PRESETS["tdanet-tiny"].replace(attention="sequence")))
+    path = save_checkpoint(model, tmp_path / "sub" / "model.pt", metadata={"epoch": 3})
+    payload = torch.load(path, weights_only=True)
+    assert payload["format_version"] == FORMAT_VERSION
+    assert set(payload) == {"format_version", "config", "state_dict", "metadata"}
+    loaded = load_checkpoint(path)
+    assert loaded.config == model.config
+    assert not loaded.training
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    assert checkpoint_metadata(path) == {"epoch": 3}
+    assert [p.name for p in tmp_path.joinpath("sub").iterdir()] == ["model.pt"]
+
+
+def test_release_layout_loads_strictly_and_drops_position_table() -> None:
+    payload = read_checkpoint(OFFICIAL_SMALL / "checkpoint.pth")
+    assert POSITION_TABLE_KEY in payload["state_dict"]
+    model = load_checkpoint(OFFICIAL_SMALL / "checkpoint.pth")
+    assert sum(p.numel() for p in model.parameters()) == 25463
+    assert model.config.attention == "frame"
+
+
+def test_attention_override_on_load() -> None:
+    model = load_checkpoint(OFFICIAL_SMALL / "checkpoint.pth", attention="sequence")
+    assert model.config.attention == "sequence"
+
+
+def _release_payload() -> dict:
+    return read_checkpoint(OFFICIAL_SMALL / "checkpoint.pth")
+
+
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda p: p["state_dict"].pop("decoder.weight"), "missing 1 weight"),
+        (lambda p: p["state_dict"].__setitem__("extra.weight", torch.zeros(1)), "unexpected"),
+        (
+            lambda p: p["state_dict"].__setitem__("decoder.weight", torch.zeros(66, 2, 32)),
+            "decoder.weight has shape",
+        ),
+        (lambda p: p["model_args"].__setitem__("num_sources", 3), "shape"),
+        (lambda p: p["model_args"].__setitem__("bogus", 1), "unknown release model_args"),
+        (lambda p: p["state_dict"][POSITION_TABLE_KEY].add_(1.0), "position table"),
+        (lambda p: p.pop("model_args"), "not a TDANet checkpoint"),
+    ],
+)
+def test_mismatched_release_checkpoints_get_clear_errors(tmp_path: Path, mutate, match) -> None:
+    payload = _release_payload()
+    mutate(payload)
+    path = tmp_path / "bad.pth"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(path)
+
+
+def test_unsupported_format_version(tmp_path: Path) -> None:
+    path = save_checkpoint(TDANet(PRESETS["tdanet-tiny"]), tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = 99
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="format_version 99"):
+        load_checkpoint(path)
+
+
+def test_truncated_and_corrupt_files(tmp_path: Path) -> None:
+    good = save_checkpoint(TDANet(PRESETS["tdanet-tiny"]), tmp_path / "m.pt").read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good[: len(good) // 2])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"this is not a checkpoint" * 10)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    for path in (truncated, garbage, empty):
+        with pytest.raises(CheckpointError, match="not a loadable TDANet checkpoint") as info:
+            load_checkpoint(path)
+        assert "\n" not in str(info.value)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+class _Exploit:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "pwned"))
+
+
+def test_malicious_pickle_is_never_executed(tmp_path: Path) -> None:
+    marker = tmp_path / "executed"
+    torch_file, plain_pickle = tmp_path / "torch.pt", tmp_path / "plain.pkl"
+    torch.save({"state_dict": _Exploit(marker)}, torch_file)
+    plain_pickle.write_bytes(pickle.dumps(_Exploit(marker)))
+    for path in (torch_file, plain_pickle):
+        assert not marker.exists()
+        with pytest.raises(CheckpointError, match="never executed|not a loadable"):
+            load_checkpoint(path)
+        assert not marker.exists()
+
+
+def test_non_dict_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "list.pt"
+    torch.save([torch.zeros(2)], path)
+    with pytest.raises(CheckpointError, match="expected a dict"):
+        load_checkpoint(path)

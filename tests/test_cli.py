@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import OFFICIAL_SMALL
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("tdanet")
+    command = [exe] if exe else [sys.executable, "-m", "tdanet"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_info_reports_release_checkpoint() -> None:
+    result = run_cli("info", str(OFFICIAL_SMALL / "checkpoint.pth"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["parameters"] == 25463
+    assert report["config"]["num_blocks"] == 3
+
+
+def test_bad_model_is_one_line_error_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"junk")
+    result = run_cli("info", str(bad))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert "bad.pt" in result.stderr
