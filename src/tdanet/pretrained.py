@@ -15,6 +15,11 @@ from .model import PRESETS, TDANet, TDANetConfig
 HUB_FILENAME = "pytorch_model.bin"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 
+# Checkpoints shipped inside the package (src/tdanet/assets/), usable offline.
+BUNDLED_MODELS: dict[str, str] = {"tdanet-demo": "tdanet-demo.pt"}
+# The model `separate`, `serve` and `profile` use when none is given.
+DEFAULT_MODEL = "tdanet-demo"
+
 # The authors' released checkpoints (16 kHz, 2 speakers, trained on LRS2-2Mix).
 RELEASED_MODELS: dict[str, str] = {
     "JusperLee/TDANetBest-4ms-LRS2": "TDANet",
@@ -28,6 +33,7 @@ def load_model(source: str | os.PathLike[str] | TDANetConfig, **config_overrides
     ``source`` is one of:
       * a :class:`TDANetConfig` or a preset name (``tdanet``, ``tdanet-large``,
         ``tdanet-small``, ``tdanet-tiny``): the architecture with fresh random weights;
+      * a bundled model name (``tdanet-demo``, the default; shipped with the package);
       * a checkpoint file written by this package or in the authors' release layout;
       * a Hugging Face Hub name such as ``JusperLee/TDANetBest-4ms-LRS2`` (optionally
         ``@revision``), downloaded with ``huggingface_hub`` and cached.
@@ -40,6 +46,8 @@ def load_model(source: str | os.PathLike[str] | TDANetConfig, **config_overrides
     text = os.fspath(source)
     if text in PRESETS:
         return TDANet(PRESETS[text].replace(**config_overrides)).eval()
+    if text in BUNDLED_MODELS:
+        return load_checkpoint(bundled_path(text), **config_overrides)
     path = Path(text).expanduser()
     if path.exists():
         if path.is_dir():
@@ -51,6 +59,17 @@ def load_model(source: str | os.PathLike[str] | TDANetConfig, **config_overrides
         f"{text}: no such file, preset or hub name; presets: {', '.join(PRESETS)}; "
         f"released models: {', '.join(RELEASED_MODELS)}"
     )
+
+
+def bundled_path(name: str) -> Path:
+    """Path of a checkpoint shipped inside the package."""
+    path = Path(__file__).parent / "assets" / BUNDLED_MODELS[name]
+    if not path.is_file():
+        raise CheckpointError(
+            f"{name}: the bundled checkpoint {path.name} is missing from this installation; "
+            "reinstall tdanet or pass another model"
+        )
+    return path
 
 
 def download_from_hub(name: str) -> Path:
