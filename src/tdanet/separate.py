@@ -1,0 +1,440 @@
+"""Separate recordings of any length: chunking, alignment, overlap-add and output scaling.
+
+The pipeline (each step a function below, explained in ``docs/separate.md``):
+
+1. :func:`iter_chunks` cuts the mono signal at the model's rate into chunks of ``chunk``
+   samples that overlap by ``overlap`` samples, from a stream of blocks.
+2. The model separates each chunk; :func:`least_squares_gains` scales its sources so that
+   they sum back to the chunk's mixture in the least-squares sense (separation models
+   trained with a scale-invariant loss give outputs of arbitrary level).
+3. :class:`OverlapAdd` puts each chunk's sources in the order of the previous chunk's
+   (:func:`best_permutation` on the overlap) and cross-fades them (:func:`crossfade`),
+   so a speaker keeps its output across the whole recording.
+4. :func:`peak_limit_gain` lowers all sources by one common factor if any would clip.
+
+:class:`Separator` runs this on arrays (:meth:`Separator.separate`) or streams a file
+through it in two passes with bounded memory (:meth:`Separator.separate_file`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import soxr
+import torch
+from torch import nn
+
+from . import audio
+from .errors import AudioContentError, AudioWriteError, CheckpointError
+from .fast import optimize_for_inference
+from .model import TDANetConfig
+from .pretrained import DEFAULT_MODEL, load_model
+
+DEFAULT_CHUNK_SECONDS = 10.0
+DEFAULT_OVERLAP_SECONDS = 1.0
+# Largest absolute output sample: a little headroom below full scale.
+PEAK_LIMIT = 0.99
+# Relative ridge added to the Gram matrix so near-identical sources cannot get huge gains.
+RIDGE = 1e-4
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
+# Output frames handled per step in the second pass over the scratch file.
+WRITE_BLOCK_FRAMES = 65_536
+
+# One chunk's mono samples (T,) -> its separated sources (C, T), float32.
+ChunkSeparator = Callable[[np.ndarray], np.ndarray]
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+
+
+def iter_chunks(
+    blocks: Iterable[np.ndarray], chunk: int, overlap: int
+) -> Iterator[tuple[np.ndarray, bool]]:
+    """Cut a stream of 1-D blocks into overlapping chunks: yields (samples (n,), is_last).
+
+    Chunk ``k`` starts at ``k * (chunk - overlap)``; every chunk but the last has ``chunk``
+    samples, the last has the rest (more than ``overlap`` samples unless it is the only
+    chunk). Holds at most one chunk plus one block in memory. Yields nothing for an empty
+    stream.
+    """
+    if not 0 < overlap < chunk:
+        raise ValueError(f"need 0 < overlap < chunk, got overlap={overlap}, chunk={chunk}")
+    hop = chunk - overlap
+    buffer = np.zeros(0, np.float32)
+    for block in blocks:
+        buffer = np.concatenate([buffer, np.asarray(block, np.float32)])
+        # More than one chunk buffered means this chunk is not the last one.
+        while buffer.shape[0] > chunk:
+            yield buffer[:chunk].copy(), False
+            buffer = buffer[hop:]
+    if buffer.shape[0]:
+        yield buffer, True
+
+
+def least_squares_gains(estimates: np.ndarray, mixture: np.ndarray) -> np.ndarray:
+    """Gains g (C,) minimising ||mixture - sum_c g_c estimates_c||^2, lightly ridge-regularised.
+
+    ``estimates`` is (C, T), ``mixture`` (T,). The ridge (:data:`RIDGE` times the mean
+    source energy) keeps gains finite when sources are silent or nearly identical; all-zero
+    estimates get zero gains.
+    """
+    est = estimates.astype(np.float64)
+    gram = est @ est.T
+    scale = float(np.trace(gram)) / max(len(gram), 1)
+    if scale <= 0.0:
+        return np.zeros(len(gram), np.float32)
+    rhs = est @ mixture.astype(np.float64)
+    gains = np.linalg.solve(gram + RIDGE * scale * np.eye(len(gram)), rhs)
+    return gains.astype(np.float32)
+
+
+def best_permutation(reference: np.ndarray, candidate: np.ndarray) -> tuple[int, ...]:
+    """Order of ``candidate``'s sources that best matches ``reference``: both (C, n).
+
+    Returns ``p`` maximising sum_i <reference_i, candidate_p[i]> (equivalently minimising
+    the squared distance), so ``candidate[list(p)]`` lines up with ``reference``. Plain
+    inner products, not correlations: a source that is silent in the overlap contributes
+    nothing, and the decision rests on the ones that are active. Ties keep the identity.
+    Exhaustive over the C! orders (C is 2 or 3 in practice).
+    """
+    scores = reference.astype(np.float64) @ candidate.astype(np.float64).T
+    sources = range(scores.shape[0])
+    best: tuple[int, ...] = tuple(sources)
+    best_score = float(scores.trace())
+    for perm in itertools.permutations(sources):
+        score = float(scores[list(sources), list(perm)].sum())
+        if score > best_score:
+            best, best_score = perm, score
+    return best
+
+
+def crossfade(overlap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fade-in and fade-out weights (overlap,), float32, that sum to 1 at every sample.
+
+    Raised-cosine (sin^2 / cos^2) ramps: smooth at both ends of the overlap.
+    """
+    fade_in = np.sin(0.5 * np.pi * (np.arange(overlap) + 0.5) / overlap) ** 2
+    return fade_in.astype(np.float32), (1.0 - fade_in).astype(np.float32)
+
+
+class OverlapAdd:
+    """Join separated chunks (C, n) into one consistent stream of sources.
+
+    Each pushed chunk is reordered to match the previous chunk on their ``overlap`` shared
+    samples (:func:`best_permutation`) and cross-faded with it (:func:`crossfade`).
+    :meth:`push` returns the samples that are final: all but the last ``overlap`` of a
+    chunk, or everything for the last chunk. The outputs concatenated have exactly the
+    input's length.
+    """
+
+    def __init__(self, overlap: int) -> None:
+        self.overlap = overlap
+        self.fade_in, self.fade_out = crossfade(overlap)
+        self.tail: np.ndarray | None = None
+        self.permutations: list[tuple[int, ...]] = []
+
+    def push(self, sources: np.ndarray, last: bool) -> np.ndarray:
+        """Add one chunk's sources (C, n); returns the finished samples (C, m)."""
+        out = sources.astype(np.float32, copy=True)
+        if self.tail is not None:
+            head = out[:, : self.overlap]
+            perm = best_permutation(self.tail, head)
+            out = out[list(perm)]
+            self.permutations.append(perm)
+            out[:, : self.overlap] = (
+                self.tail * self.fade_out + out[:, : self.overlap] * self.fade_in
+            )
+        if last:
+            self.tail = None
+            return out
+        if out.shape[1] < 2 * self.overlap:
+            raise ValueError(f"a chunk before the last needs >= {2 * self.overlap} samples")
+        self.tail = out[:, -self.overlap :].copy()
+        return out[:, : -self.overlap]
+
+
+def separate_blocks(
+    separate_chunk: ChunkSeparator,
+    blocks: Iterable[np.ndarray],
+    *,
+    chunk: int,
+    overlap: int,
+) -> Iterator[np.ndarray]:
+    """Separate a mono stream chunk by chunk: yields (C, m) float32 blocks of final output.
+
+    ``blocks`` are 1-D float32 at the model's rate; the yielded blocks concatenated have the
+    same total length. For an input of at most ``chunk`` samples this is one model call,
+    scaled by :func:`least_squares_gains`.
+    """
+    joiner = OverlapAdd(overlap)
+    for samples, last in iter_chunks(blocks, chunk, overlap):
+        estimates = separate_chunk(samples)
+        estimates = estimates * least_squares_gains(estimates, samples)[:, np.newaxis]
+        yield joiner.push(estimates, last)
+
+
+def peak_limit_gain(peak: float, limit: float = PEAK_LIMIT) -> float:
+    """Common factor (<= 1) that brings the largest absolute sample ``peak`` down to ``limit``."""
+    return 1.0 if peak <= limit else limit / peak
+
+
+def output_paths(
+    path: str | os.PathLike[str], out_dir: str | os.PathLike[str], num_sources: int
+) -> list[Path]:
+    """``out_dir/<stem>_spk1.wav`` ... ``<stem>_spkC.wav`` for input ``path``."""
+    stem = Path(path).stem
+    return [Path(out_dir) / f"{stem}_spk{index}.wav" for index in range(1, num_sources + 1)]
+
+
+class Separator:
+    """Separate speech mixtures of any length, rate and channel count with a TDANet.
+
+    ``model`` is a preset, bundled or hub name, a checkpoint path (with
+    ``backend="onnxruntime"``: an ``.onnx`` file), or a loaded model: any callable mapping a
+    float32 tensor (batch, T) to (batch, C, T) with a ``.config`` (:class:`TDANetConfig`).
+    ``torch`` modules run through :func:`tdanet.fast.optimize_for_inference`.
+    Recordings are processed in chunks of ``chunk_seconds`` overlapping by
+    ``overlap_seconds`` (at most half a chunk).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | nn.Module | Any = DEFAULT_MODEL,
+        *,
+        device: str | torch.device = "cpu",
+        chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+        overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
+        backend: str = "torch",
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.device = torch.device(device)
+        self.backend = backend
+        self.model, self.config = load_separation_model(model, backend=backend, device=self.device)
+        self.chunk = round(chunk_seconds * self.sample_rate)
+        self.overlap = round(overlap_seconds * self.sample_rate)
+        if self.chunk < self.config.kernel_size or not 0 < 2 * self.overlap <= self.chunk:
+            raise ValueError(
+                "need chunk_seconds of at least one encoder frame and "
+                f"0 < overlap_seconds <= chunk_seconds / 2, got {chunk_seconds}, {overlap_seconds}"
+            )
+
+    @property
+    def sample_rate(self) -> int:
+        """The model's sample rate in Hz."""
+        return self.config.sample_rate
+
+    @property
+    def num_sources(self) -> int:
+        """Number of separated sources C."""
+        return self.config.num_sources
+
+    def separate_chunk(self, samples: np.ndarray) -> np.ndarray:
+        """One model call: mono (T,) float32 at the model's rate -> sources (C, T) float32."""
+        batch = torch.from_numpy(np.ascontiguousarray(samples, np.float32)).to(self.device)
+        with torch.inference_mode():
+            out = self.model(batch.unsqueeze(0))
+        result = out.detach().float().cpu().numpy() if isinstance(out, torch.Tensor) else out
+        return np.asarray(result, np.float32)[0]
+
+    def separate(self, waveform: ArrayT, sample_rate: int) -> ArrayT:
+        """Separate a waveform: (samples,) or (channels, samples) -> sources (C, samples).
+
+        Returns the type given (numpy array, or torch tensor on the input's device), float32,
+        at ``sample_rate``. Several channels are downmixed (averaged) to mono first. The
+        sources are scaled to sum back to the mixture (least squares, per chunk) and lowered
+        together if any would exceed :data:`PEAK_LIMIT`. Raises :class:`AudioContentError`
+        for empty, too short, silent or non-finite input.
+        """
+        if isinstance(waveform, torch.Tensor):
+            data = waveform.detach().cpu().to(torch.float32).numpy()
+        else:
+            data = np.asarray(waveform, dtype=np.float32)
+        if data.ndim not in (1, 2):
+            raise ValueError(
+                f"waveform must be (samples,) or (channels, samples), got {data.shape}"
+            )
+        if not isinstance(sample_rate, int) or sample_rate < 1:
+            raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        mono = data if data.ndim == 1 else audio.downmix(data.T)
+        self.check_length("input", mono.shape[0], sample_rate)
+        audio.check_finite(mono, "input")
+        if not np.abs(mono).max() > 0:
+            raise AudioContentError("input: is silent (all samples are zero); nothing to separate")
+        at_model_rate = audio.resample(mono, sample_rate, self.sample_rate)
+        blocks = separate_blocks(
+            self.separate_chunk, [at_model_rate], chunk=self.chunk, overlap=self.overlap
+        )
+        sources = np.concatenate(list(blocks), axis=1)
+        sources = audio.fit_length(
+            audio.resample(sources, self.sample_rate, sample_rate), mono.shape[0]
+        )
+        sources = sources * np.float32(peak_limit_gain(float(np.abs(sources).max())))
+        if isinstance(waveform, torch.Tensor):
+            return torch.from_numpy(np.ascontiguousarray(sources)).to(waveform.device)
+        return np.ascontiguousarray(sources, np.float32)
+
+    def separate_file(
+        self,
+        path: str | os.PathLike[str],
+        out_dir: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        subtype: str = "PCM_16",
+        progress: Callable[[float], None] | None = None,
+    ) -> list[Path]:
+        """Separate an audio file into ``out_dir/<stem>_spk1.wav`` ... ``_spkC.wav``.
+
+        Any format libsndfile reads, any rate (outputs are written back at the input's
+        rate), any channel count (downmixed to mono). Two passes with memory bounded by the
+        chunk size: pass 1 streams the file through the model into a float32 scratch file in
+        ``out_dir`` and records the output peak; pass 2 applies :func:`peak_limit_gain` and
+        writes the outputs under temporary names, renamed when all are complete. Existing
+        outputs are refused unless ``overwrite``. ``progress`` is called with the seconds of
+        input read so far. Returns the written paths.
+        """
+        reader = audio.MonoReader(path, self.sample_rate)
+        info = reader.info
+        if info.frames == 0:
+            raise AudioContentError(f"{info.path}: contains no audio samples")
+        self.check_length(str(info.path), info.frames, info.sample_rate)
+        outputs = output_paths(info.path, out_dir, self.num_sources)
+        audio.check_writable(outputs, overwrite=overwrite)
+        try:
+            # Opened apart from the `with` below so that only its own OSError is reported so.
+            scratch = tempfile.TemporaryFile(  # noqa: SIM115
+                dir=Path(out_dir), prefix=".tdanet-", suffix=".f32"
+            )
+        except OSError as exc:
+            raise AudioWriteError(
+                f"{out_dir}: cannot write a scratch file ({exc.strerror})"
+            ) from None
+        with scratch:
+            peak = self._first_pass(reader, scratch, progress)
+            if reader.frames == 0:
+                raise AudioContentError(f"{info.path}: contains no audio samples")
+            if reader.peak == 0.0:
+                raise AudioContentError(
+                    f"{info.path}: is silent (all samples are zero); nothing to separate"
+                )
+            gain = np.float32(peak_limit_gain(peak))
+            scratch.seek(0)
+            written = 0
+            with audio.AtomicAudioWriter(
+                outputs, info.sample_rate, subtype=subtype, overwrite=overwrite
+            ) as writer:
+                while written < reader.frames:
+                    frames = min(WRITE_BLOCK_FRAMES, reader.frames - written)
+                    raw = scratch.read(frames * self.num_sources * 4)
+                    block = np.frombuffer(raw, np.float32).reshape(-1, self.num_sources)
+                    # Resampling can end a few samples short of the input: pad with silence.
+                    block = audio.fit_length(block.T, frames).T
+                    writer.write(block * gain)
+                    written += frames
+        return outputs
+
+    def _first_pass(
+        self,
+        reader: audio.MonoReader,
+        scratch: Any,
+        progress: Callable[[float], None] | None,
+    ) -> float:
+        """Separate ``reader``'s stream into ``scratch`` as float32 (frames, C) at the input's
+        rate; returns the largest absolute output sample."""
+        rate = reader.info.sample_rate
+        back = (
+            None
+            if rate == self.sample_rate
+            else soxr.ResampleStream(
+                self.sample_rate,
+                rate,
+                self.num_sources,
+                dtype="float32",
+                quality=audio.RESAMPLE_QUALITY,
+            )
+        )
+        peak = 0.0
+        for sources in separate_blocks(
+            self.separate_chunk, reader, chunk=self.chunk, overlap=self.overlap
+        ):
+            block = np.ascontiguousarray(sources.T)
+            if back is not None:
+                block = back.resample_chunk(block, last=False)
+            peak = max(peak, _write_scratch(scratch, block, reader.info.path))
+            if progress is not None:
+                progress(reader.frames / rate)
+        if back is not None:
+            flush = np.zeros((0, self.num_sources), np.float32)
+            peak = max(
+                peak,
+                _write_scratch(scratch, back.resample_chunk(flush, last=True), reader.info.path),
+            )
+        return peak
+
+    def check_length(self, name: str, frames: int, sample_rate: int) -> None:
+        """Raise :class:`AudioContentError` if ``frames`` at ``sample_rate`` is empty or
+        shorter than one encoder frame of the model."""
+        if frames == 0:
+            raise AudioContentError(f"{name}: contains no audio samples")
+        kernel = self.config.kernel_size
+        if frames * self.sample_rate < kernel * sample_rate:
+            raise AudioContentError(
+                f"{name}: too short ({frames} samples at {sample_rate} Hz); the model needs at "
+                f"least {kernel} samples at {self.sample_rate} Hz ({1000 * kernel / self.sample_rate:g} ms)"
+            )
+
+
+def _write_scratch(scratch: Any, block: np.ndarray, name: Path) -> float:
+    """Append (frames, C) float32 to the scratch file; returns the block's peak."""
+    if not block.size:
+        return 0.0
+    try:
+        scratch.write(np.ascontiguousarray(block, np.float32).tobytes())
+    except OSError as exc:
+        raise AudioWriteError(f"{name}: cannot write the scratch file ({exc.strerror})") from None
+    return float(np.abs(block).max())
+
+
+def load_separation_model(
+    model: str | os.PathLike[str] | nn.Module | Any, *, backend: str, device: torch.device
+) -> tuple[Callable[[torch.Tensor], Any], TDANetConfig]:
+    """The callable (batch, T) -> (batch, C, T) a :class:`Separator` runs, and its config.
+
+    Names and paths load with :func:`tdanet.pretrained.load_model` (``torch``) or
+    ``tdanet.export.OnnxModel`` (``onnxruntime``, ``.onnx`` files); torch modules go
+    through :func:`tdanet.fast.optimize_for_inference`.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        model = _load_onnx(Path(model)) if backend == "onnxruntime" else load_model(model)
+    config = getattr(model, "config", None)
+    if not isinstance(config, TDANetConfig):
+        raise TypeError("the model must have a .config attribute holding a TDANetConfig")
+    if isinstance(model, nn.Module):
+        return optimize_for_inference(model.eval().to(device)), config
+    if not callable(model):
+        raise TypeError(f"the model must be callable, got {type(model).__name__}")
+    return model, config
+
+
+def _load_onnx(path: Path) -> Any:
+    """Load an exported ``.onnx`` model with ``tdanet.export.OnnxModel``."""
+    if path.suffix.lower() != ".onnx":
+        raise CheckpointError(
+            f"{path}: the onnxruntime backend needs an .onnx file (see `tdanet export`)"
+        )
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        # Imported by name: the export module is optional and pulls in onnxruntime.
+        onnx_model = importlib.import_module("tdanet.export").OnnxModel
+    except (ImportError, AttributeError):
+        raise CheckpointError(
+            f"{path}: the onnxruntime backend is not available in this installation "
+            "(tdanet.export.OnnxModel is missing); use --backend torch"
+        ) from None
+    return onnx_model(path)
