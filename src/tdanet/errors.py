@@ -7,3 +7,19 @@ class TDANetError(Exception):
 
 class CheckpointError(TDANetError, ValueError):
     """A model source that cannot be loaded: missing, corrupt, unsafe or mismatched."""
+
+
+class AudioError(TDANetError, ValueError):
+    """An audio input or output that cannot be used; the message names the file."""
+
+
+class AudioReadError(AudioError):
+    """A file that is missing, not audio, corrupt or truncated."""
+
+
+class AudioContentError(AudioError):
+    """Audio that reads but cannot be separated: empty, too short, silent, NaN or Inf."""
+
+
+class AudioWriteError(AudioError):
+    """An output that cannot be written: unwritable folder, existing file, disk full."""
