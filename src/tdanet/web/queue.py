@@ -1,0 +1,61 @@
+"""Admission control: a bounded number of requests in the server, one separation at a time.
+
+A request is admitted (or answered 503 at once) before its upload is read, so the uploads
+on disk and the recordings in memory are bounded by the queue's capacity. Admitted requests
+then take turns on ``max_concurrent`` separation slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from .errors import ApiError
+
+
+class SeparationQueue:
+    """``max_concurrent`` separations run at once; up to ``max_waiting`` more requests wait."""
+
+    def __init__(self, max_concurrent: int, max_waiting: int) -> None:
+        self.max_concurrent = max_concurrent
+        self.capacity = max_concurrent + max_waiting
+        self._admitted = 0
+        self._running = 0
+        self._slots = asyncio.Semaphore(max_concurrent)
+
+    @property
+    def admitted(self) -> int:
+        """Requests inside the server (uploading, waiting or separating)."""
+        return self._admitted
+
+    @property
+    def running(self) -> int:
+        """Separations running now."""
+        return self._running
+
+    @asynccontextmanager
+    async def admit(self) -> AsyncIterator[None]:
+        """Count a request in for the ``with`` block; 503 :class:`ApiError` if the queue is full."""
+        # No await between the check and the increment: the event loop cannot interleave.
+        if self._admitted >= self.capacity:
+            raise ApiError(
+                503,
+                "server_busy",
+                f"the server is busy ({self._admitted} requests in progress); try again shortly",
+            )
+        self._admitted += 1
+        try:
+            yield
+        finally:
+            self._admitted -= 1
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Wait for a free separation slot and hold it for the ``with`` block."""
+        async with self._slots:
+            self._running += 1
+            try:
+                yield
+            finally:
+                self._running -= 1

@@ -1,0 +1,126 @@
+"""The blocking work behind one request: check the upload is audio, separate it, encode WAVs.
+
+These functions run in a worker thread (never on the event loop). Audio problems become
+:class:`ApiError` answers whose messages name the client's file, never the server's path.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import soundfile as sf
+
+from ..audio import AudioInfo, audio_info, downmix, load_audio
+from ..errors import AudioContentError, AudioReadError, TDANetError
+from .errors import ApiError
+
+
+class SeparatorLike(Protocol):
+    """What the server needs from :class:`tdanet.separate.Separator`."""
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def num_sources(self) -> int: ...
+
+    def separate(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Separated:
+    """One separated recording: ``sources`` (C, T) and the mono ``mixture`` (T,) at ``sample_rate``."""
+
+    sources: np.ndarray
+    mixture: np.ndarray
+    sample_rate: int
+    seconds: float
+
+
+def _scrub(exc: TDANetError, path: Path, name: str) -> str:
+    """The error's message naming the client's file, not the server's temporary path.
+
+    Audio readers name the path they opened; the separator names its array ``input``.
+    """
+    message = str(exc).replace(str(path), name)
+    return f"{name}:{message[len('input:') :]}" if message.startswith("input:") else message
+
+
+def check_upload(path: Path, name: str, max_duration_s: float) -> AudioInfo:
+    """Open the upload's header with libsndfile: it must be audio, non-empty and short enough.
+
+    Raises :class:`ApiError` 415 (not audio libsndfile can read, whatever its name says),
+    422 (no samples) or 413 (longer than ``max_duration_s``).
+    """
+    try:
+        info = audio_info(path)
+    except AudioReadError as exc:
+        raise ApiError(415, "not_audio", _scrub(exc, path, name)) from None
+    if info.frames <= 0:
+        raise ApiError(422, "empty_audio", f"{name}: contains no audio samples")
+    if info.duration > max_duration_s:
+        raise ApiError(
+            413,
+            "audio_too_long",
+            f"{name}: {info.duration:.1f} s is longer than the limit of {max_duration_s:g} s; "
+            "cut it into shorter pieces",
+        )
+    return info
+
+
+def separate_upload(separator: SeparatorLike, path: Path, name: str) -> Separated:
+    """Decode the whole upload, downmix it to mono and separate it.
+
+    Returns the sources and the mono mixture at the file's own sample rate. Decoding errors
+    part-way through give 415, unusable content (NaN, too short, silent) 422.
+    """
+    try:
+        waveform, rate = load_audio(path)
+    except AudioReadError as exc:
+        raise ApiError(415, "not_audio", _scrub(exc, path, name)) from None
+    except AudioContentError as exc:
+        raise ApiError(422, "unusable_audio", _scrub(exc, path, name)) from None
+    mixture = downmix(waveform.T)
+    start = time.perf_counter()
+    try:
+        sources = np.asarray(separator.separate(mixture, rate), dtype=np.float32)
+    except AudioContentError as exc:
+        raise ApiError(422, "unusable_audio", _scrub(exc, path, name)) from None
+    except TDANetError as exc:
+        raise ApiError(422, "cannot_separate", _scrub(exc, path, name)) from None
+    return Separated(sources, mixture, rate, time.perf_counter() - start)
+
+
+def encode_wav(samples: np.ndarray, sample_rate: int) -> bytes:
+    """16-bit PCM mono WAV bytes of float (T,) samples.
+
+    A signal peaking above full scale is scaled down to fit rather than clipped: separated
+    sources may overshoot 1.0 and clipping would add distortion.
+    """
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    scaled = samples / peak if peak > 1.0 else samples
+    buffer = io.BytesIO()
+    sf.write(buffer, scaled, sample_rate, subtype="PCM_16", format="WAV")
+    return buffer.getvalue()
+
+
+def source_name(index: int) -> str:
+    """File stem of source ``index`` (0-based): ``speaker1``, ``speaker2``, ..."""
+    return f"speaker{index + 1}"
+
+
+def encode_zip(result: Separated, include_mixture: bool) -> bytes:
+    """A zip of ``speaker<i>.wav`` per source (and ``mixture.wav``), stored uncompressed."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for index, source in enumerate(result.sources):
+            archive.writestr(f"{source_name(index)}.wav", encode_wav(source, result.sample_rate))
+        if include_mixture:
+            archive.writestr("mixture.wav", encode_wav(result.mixture, result.sample_rate))
+    return buffer.getvalue()
