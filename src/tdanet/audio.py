@@ -319,6 +319,11 @@ def check_writable(paths: Iterable[Path], *, overwrite: bool) -> None:
     for path in paths:
         if path.exists() and not overwrite:
             raise AudioWriteError(f"{path}: already exists; pass --overwrite to replace it")
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise AudioWriteError(
+                f"{blocker}: is a file, not a folder; choose another output folder"
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

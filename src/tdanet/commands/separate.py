@@ -1,0 +1,143 @@
+"""``tdanet separate INPUT... [-o OUTDIR]``: one file per speaker for each input recording."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HELP = "separate recordings (files, folders, globs) into one file per speaker"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="audio files, folders (searched recursively by audio extension) or glob patterns",
+    )
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        default="separated",
+        help="output folder; inputs found in a folder keep their sub-folders (default: separated)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="preset, bundled or hub name, or checkpoint path (.onnx file with "
+        "--backend onnxruntime); default: the bundled model",
+    )
+    parser.add_argument(
+        "--backend", choices=("torch", "onnxruntime"), default="torch", help="inference engine"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument(
+        "--chunk-seconds", type=float, default=None, help="length of the chunks (default: 10)"
+    )
+    parser.add_argument(
+        "--overlap-seconds",
+        type=float,
+        default=None,
+        help="overlap of consecutive chunks, at most half a chunk (default: 1)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .. import audio
+    from ..errors import TDANetError
+    from ..pretrained import DEFAULT_MODEL
+    from ..separate import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, Separator, output_paths
+
+    files, failures = audio.expand_inputs(args.inputs)
+    for line in failures:
+        _error(line)
+    chunk = DEFAULT_CHUNK_SECONDS if args.chunk_seconds is None else args.chunk_seconds
+    overlap = DEFAULT_OVERLAP_SECONDS if args.overlap_seconds is None else args.overlap_seconds
+    if not files:
+        return 1
+    try:
+        separator = Separator(
+            DEFAULT_MODEL if args.model is None else args.model,
+            device=args.device,
+            chunk_seconds=chunk,
+            overlap_seconds=overlap,
+            backend=args.backend,
+        )
+    except ValueError as exc:  # chunk/overlap out of range; model errors are TDANetError
+        if isinstance(exc, TDANetError):
+            raise
+        raise TDANetError(str(exc)) from None
+
+    out_root = Path(args.output_dir)
+    claimed: dict[Path, Path] = {}
+    done = 0
+    seconds = 0.0
+    failed = len(failures)
+    start = time.perf_counter()
+    overall = tqdm(files, desc="files", unit="file", disable=args.quiet or None, leave=False)
+    for item in overall:
+        out_dir = out_root / item.relative_dir
+        first_output = output_paths(item.path, out_dir, separator.num_sources)[0]
+        if first_output in claimed:
+            _error(
+                f"{item.path}: its outputs would overwrite those of {claimed[first_output]}; "
+                "separate it on its own or rename it"
+            )
+            failed += 1
+            continue
+        claimed[first_output] = item.path
+        try:
+            info = audio.audio_info(item.path)
+            if info.channels > 1:
+                tqdm.write(
+                    f"note: {item.path}: {info.channels} channels downmixed to mono",
+                    file=sys.stderr,
+                )
+            bar = tqdm(
+                total=round(info.duration, 1),
+                desc=item.path.name,
+                unit="s",
+                disable=args.quiet or None,
+                leave=False,
+            )
+            with bar:
+                outputs = separator.separate_file(
+                    item.path,
+                    out_dir,
+                    overwrite=args.overwrite,
+                    progress=_updater(bar),
+                )
+        except TDANetError as exc:
+            _error(str(exc))
+            failed += 1
+            continue
+        done += 1
+        seconds += info.duration
+        print(f"{item.path} -> {', '.join(str(p) for p in outputs)}")
+    elapsed = time.perf_counter() - start
+    rate = f", {elapsed / seconds:.2f} s per second of audio" if seconds else ""
+    print(
+        f"separated {done} file(s), {seconds:.1f} s of audio, in {elapsed:.1f} s{rate}; "
+        f"{failed} failed"
+    )
+    return 1 if failed else 0
+
+
+def _error(line: str) -> None:
+    print(f"tdanet separate: error: {line}", file=sys.stderr)
+
+
+def _updater(bar: Any) -> Any:
+    """A progress callback that moves ``bar`` to the seconds read so far."""
+
+    def update(seconds: float) -> None:
+        bar.update(round(min(seconds, bar.total) - bar.n, 1))
+
+    return update
