@@ -41,7 +41,7 @@ DEFAULT_CHUNK_SECONDS = 10.0
 DEFAULT_OVERLAP_SECONDS = 1.0
 # Largest absolute output sample: a little headroom below full scale.
 PEAK_LIMIT = 0.99
-# Relative ridge added to the Gram matrix so near-identical sources cannot get huge gains.
+# Ridge added to the sources' correlation matrix so near-identical sources keep finite gains.
 RIDGE = 1e-4
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
 # Output frames handled per step in the second pass over the scratch file.
@@ -79,17 +79,21 @@ def iter_chunks(
 def least_squares_gains(estimates: np.ndarray, mixture: np.ndarray) -> np.ndarray:
     """Gains g (C,) minimising ||mixture - sum_c g_c estimates_c||^2, lightly ridge-regularised.
 
-    ``estimates`` is (C, T), ``mixture`` (T,). The ridge (:data:`RIDGE` times the mean
-    source energy) keeps gains finite when sources are silent or nearly identical; all-zero
-    estimates get zero gains.
+    ``estimates`` is (C, T), ``mixture`` (T,). The problem is solved on unit-energy
+    estimates with :data:`RIDGE` added to their correlation matrix: that keeps gains finite
+    when two estimates are nearly identical, while a quiet source is not shrunk more than a
+    loud one. All-zero estimates get gain 0.
     """
     est = estimates.astype(np.float64)
-    gram = est @ est.T
-    scale = float(np.trace(gram)) / max(len(gram), 1)
-    if scale <= 0.0:
-        return np.zeros(len(gram), np.float32)
-    rhs = est @ mixture.astype(np.float64)
-    gains = np.linalg.solve(gram + RIDGE * scale * np.eye(len(gram)), rhs)
+    norms = np.sqrt(np.einsum("ct,ct->c", est, est))
+    active = norms > 0.0
+    gains = np.zeros(len(est), np.float64)
+    if active.any():
+        unit = est[active] / norms[active, np.newaxis]
+        correlation = unit @ unit.T
+        rhs = unit @ mixture.astype(np.float64)
+        solved = np.linalg.solve(correlation + RIDGE * np.eye(len(unit)), rhs)
+        gains[active] = solved / norms[active]
     return gains.astype(np.float32)
 
 

@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: all cores)"
+    )
+    parser.add_argument(
         "--chunk-seconds", type=float, default=None, help="length of the chunks (default: 10)"
     )
     parser.add_argument(
@@ -55,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
     from ..pretrained import DEFAULT_MODEL
     from ..separate import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, Separator, output_paths
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
     files, failures = audio.expand_inputs(args.inputs)
     for line in failures:
         _error(line)

@@ -1,0 +1,338 @@
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tdanet import PRESETS, Separator, load_model
+from tdanet.errors import AudioContentError, AudioWriteError, CheckpointError
+from tdanet.separate import (
+    OverlapAdd,
+    best_permutation,
+    crossfade,
+    iter_chunks,
+    least_squares_gains,
+    output_paths,
+    peak_limit_gain,
+    separate_blocks,
+)
+
+from .conftest import randomize_
+
+RATE = 16000
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One torch thread: the machine's cores are shared, and oversubscription is slow."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class OracleModel:
+    """A perfect separator that is honest about chunking: for the chunk it is given it
+    returns the true sources of that stretch of the mixture, in a fresh random order and at
+    a fresh random level per call, as a real model would (no memory across chunks)."""
+
+    def __init__(self, sources: np.ndarray, seed: int = 0) -> None:
+        self.sources = sources.astype(np.float32)
+        self.mixture = self.sources.sum(axis=0)
+        self.config = PRESETS["tdanet-tiny"].replace(num_sources=len(sources))
+        self.rng = np.random.default_rng(seed)
+        self.orders: list[tuple[int, ...]] = []
+
+    def locate(self, chunk: np.ndarray) -> int:
+        for start in np.flatnonzero(self.mixture == chunk[0]):
+            if np.array_equal(self.mixture[start : start + len(chunk)], chunk):
+                return int(start)
+        raise AssertionError("chunk is not a stretch of the mixture")
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        chunk = batch[0].numpy()
+        start = self.locate(chunk)
+        order = self.rng.permutation(len(self.sources))
+        gains = self.rng.uniform(0.2, 5.0, len(self.sources))[:, np.newaxis]
+        self.orders.append(tuple(int(i) for i in order))
+        out = self.sources[order, start : start + len(chunk)] * gains
+        return torch.from_numpy(out[np.newaxis].astype(np.float32))
+
+
+def swapping_sources(seconds: float = 6.0) -> np.ndarray:
+    """Two sources that swap loudness (20 dB each way) and each fall silent for a while.
+
+    Source 2 is silent from 2.0 s to 3.2 s and source 1 from 4.4 s to 5.1 s, which covers
+    whole chunk overlaps for 1 s chunks with 0.25 s overlap.
+    """
+    rng = np.random.default_rng(1)
+    t = np.arange(int(seconds * RATE)) / RATE
+    ramp = t / seconds
+    voiced = np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 330 * t + 0.3)
+    noise = np.convolve(rng.standard_normal(t.size), np.ones(8) / 8, mode="same")
+    s1 = 0.3 * voiced * (1.0 - 0.9 * ramp) * ~((t >= 4.4) & (t < 5.1))
+    s2 = 0.6 * noise * (0.1 + 0.9 * ramp) * ~((t >= 2.0) & (t < 3.2))
+    return np.stack([s1, s2]).astype(np.float32)
+
+
+def match_error(estimates: np.ndarray, truth: np.ndarray) -> float:
+    """Largest absolute error under the best single (global) ordering of the estimates."""
+    return min(
+        float(np.abs(estimates[list(order)] - truth).max())
+        for order in itertools.permutations(range(len(truth)))
+    )
+
+
+# --- chunking -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("total", [1, 99, 100, 101, 175, 250, 1234])
+@pytest.mark.parametrize("block", [7, 64, 5000])
+def test_iter_chunks_covers_signal_with_fixed_overlaps(total: int, block: int) -> None:
+    signal = np.arange(total, dtype=np.float32)
+    blocks = [signal[i : i + block] for i in range(0, total, block)]
+    chunks = list(iter_chunks(blocks, chunk=100, overlap=25))
+    assert [last for _, last in chunks] == [False] * (len(chunks) - 1) + [True]
+    for index, (samples, _) in enumerate(chunks):
+        start = index * 75
+        np.testing.assert_array_equal(samples, signal[start : start + 100])
+        if index < len(chunks) - 1:
+            assert len(samples) == 100
+    assert (len(chunks) - 1) * 75 + len(chunks[-1][0]) == total
+    if len(chunks) > 1:
+        assert len(chunks[-1][0]) > 25
+
+
+def test_iter_chunks_of_empty_stream_is_empty() -> None:
+    assert list(iter_chunks([np.zeros(0, np.float32)], chunk=10, overlap=2)) == []
+
+
+def test_crossfade_weights_sum_to_one_and_ramp() -> None:
+    fade_in, fade_out = crossfade(50)
+    np.testing.assert_allclose(fade_in + fade_out, 1.0, atol=1e-6)
+    assert np.all(np.diff(fade_in) > 0)
+    assert fade_in[0] < 0.01 and fade_in[-1] > 0.99
+
+
+# --- scaling and alignment ------------------------------------------------------------
+
+
+def test_least_squares_gains_recover_levels_of_quiet_and_loud_sources() -> None:
+    rng = np.random.default_rng(0)
+    sources = rng.standard_normal((3, 4000))
+    sources[2] *= 1e-3  # 60 dB quieter: must not be shrunk towards zero
+    mixture = sources.sum(axis=0)
+    true_gains = np.array([0.5, 4.0, 20.0])
+    gains = least_squares_gains(sources / true_gains[:, None], mixture)
+    np.testing.assert_allclose(gains, true_gains, rtol=1e-3)
+
+
+def test_least_squares_gains_stay_finite_for_silent_and_identical_estimates() -> None:
+    rng = np.random.default_rng(0)
+    voice = rng.standard_normal(1000)
+    assert least_squares_gains(np.zeros((2, 1000)), voice).tolist() == [0.0, 0.0]
+    gains = least_squares_gains(np.stack([voice, np.zeros(1000)]), voice)
+    np.testing.assert_allclose(gains, [1.0, 0.0], atol=1e-3)
+    gains = least_squares_gains(np.stack([voice, voice]), voice)
+    np.testing.assert_allclose(gains, [0.5, 0.5], atol=1e-3)
+
+
+def test_best_permutation_finds_order_and_ignores_silent_source() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.standard_normal((3, 500))
+    for order in itertools.permutations(range(3)):
+        candidate = np.empty_like(reference)
+        candidate[list(order)] = reference * np.array([[2.0], [0.1], [1.0]])
+        assert best_permutation(reference, candidate) == order
+    silent = reference.copy()
+    silent[1] = 0.0
+    assert best_permutation(silent, silent[[2, 1, 0]]) == (2, 1, 0)
+    assert best_permutation(np.zeros((2, 10)), np.zeros((2, 10))) == (0, 1)
+
+
+def test_overlap_add_reassembles_consistently_ordered_chunks() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.standard_normal((2, 1000)).astype(np.float32)
+    joiner = OverlapAdd(overlap=40)
+    pieces = []
+    for index, (start, stop) in enumerate([(0, 300), (260, 560), (520, 820), (780, 1000)]):
+        chunk = truth[:, start:stop]
+        if index % 2:
+            chunk = chunk[::-1]
+        pieces.append(joiner.push(chunk, last=stop == 1000))
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), truth, atol=1e-6)
+    assert joiner.permutations == [(1, 0), (0, 1), (1, 0)]
+
+
+def test_peak_limit_gain() -> None:
+    assert peak_limit_gain(0.5) == 1.0
+    assert peak_limit_gain(3.0) * 3.0 == pytest.approx(0.99)
+
+
+# --- Separator on arrays --------------------------------------------------------------
+
+
+def test_alignment_keeps_speakers_across_loudness_swaps_and_silences() -> None:
+    sources = swapping_sources()
+    oracle = OracleModel(sources)
+    separator = Separator(oracle, chunk_seconds=1.0, overlap_seconds=0.25)
+    estimates = separator.separate(sources.sum(axis=0), RATE)
+    # The oracle really shuffled: without alignment the speakers would jump between outputs.
+    assert len(set(oracle.orders)) == 2 and len(oracle.orders) == 8
+    assert estimates.shape == sources.shape
+    assert match_error(estimates, sources) < 1e-3
+
+
+def test_alignment_with_three_sources() -> None:
+    sources = swapping_sources()
+    rng = np.random.default_rng(2)
+    # Silent from 5.2 s: each overlap still has at least two active sources.
+    third = 0.2 * rng.standard_normal(sources.shape[1]) * (np.arange(sources.shape[1]) < 5.2 * RATE)
+    sources = np.vstack([sources, third[np.newaxis]]).astype(np.float32)
+    oracle = OracleModel(sources, seed=3)
+    estimates = Separator(oracle, chunk_seconds=1.0, overlap_seconds=0.25).separate(
+        sources.sum(axis=0), RATE
+    )
+    assert len(set(oracle.orders)) > 2
+    assert match_error(estimates, sources) < 1e-3
+
+
+def test_input_shorter_than_a_chunk_equals_unchunked_model_output() -> None:
+    model = randomize_(load_model("tdanet-tiny"))
+    mixture = 0.1 * torch.randn(RATE // 2)
+    with torch.inference_mode():
+        direct = model(mixture[None])[0].numpy()
+    expected = direct * least_squares_gains(direct, mixture.numpy())[:, None]
+    assert np.abs(expected).max() < 0.99  # so the peak limiter does not act
+    separator = Separator(model, chunk_seconds=1.0, overlap_seconds=0.25)
+    out = separator.separate(mixture, RATE)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
+    np.testing.assert_allclose(out.numpy(), expected, atol=1e-5)
+    blocks = list(
+        separate_blocks(separator.separate_chunk, [mixture.numpy()], chunk=RATE, overlap=RATE // 4)
+    )
+    assert len(blocks) == 1
+
+
+def test_separate_resamples_downmixes_and_keeps_length() -> None:
+    sources = swapping_sources(3.0)
+    mixture = sources.sum(axis=0)
+    stereo = np.stack([mixture * 1.5, mixture * 0.5])
+    from_stereo, from_mono = (
+        Separator(OracleModel(sources), chunk_seconds=1.0, overlap_seconds=0.25).separate(x, RATE)
+        for x in (stereo, mixture)
+    )
+    np.testing.assert_allclose(from_stereo, from_mono, atol=1e-6)
+    model = load_model("tdanet-tiny")
+    resampling = Separator(model, chunk_seconds=1.0, overlap_seconds=0.25)
+    for rate in (8000, 22050, 44100):
+        length = int(2.3 * rate)
+        out = resampling.separate(0.1 * np.random.default_rng(0).standard_normal(length), rate)
+        assert isinstance(out, np.ndarray) and out.dtype == np.float32
+        assert out.shape == (2, length)
+        assert np.isfinite(out).all()
+
+
+def test_loud_output_is_limited_below_full_scale() -> None:
+    sources = 3.0 * swapping_sources(2.0)
+    separator = Separator(OracleModel(sources), chunk_seconds=1.0, overlap_seconds=0.25)
+    out = separator.separate(sources.sum(axis=0), RATE)
+    assert np.abs(out).max() == pytest.approx(0.99, rel=1e-5)
+    # One common factor: the sources stay proportional to the truth.
+    assert match_error(out / (0.99 / np.abs(sources).max()), sources) < 3e-3
+
+
+@pytest.mark.parametrize(
+    ("samples", "message"),
+    [
+        (np.zeros(0), "no audio"),
+        (np.zeros(10), "too short"),
+        (np.zeros(4000), "silent"),
+        (np.full(4000, np.nan), "NaN"),
+        (np.r_[np.ones(100), np.inf], "NaN or infinite"),
+    ],
+)
+def test_bad_arrays_raise_one_line_errors(samples: np.ndarray, message: str) -> None:
+    separator = Separator("tdanet-tiny")
+    with pytest.raises(AudioContentError, match=message) as info:
+        separator.separate(samples, RATE)
+    assert "\n" not in str(info.value)
+
+
+def test_invalid_chunking_and_backend_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="overlap"):
+        Separator("tdanet-tiny", chunk_seconds=1.0, overlap_seconds=0.6)
+    with pytest.raises(ValueError, match="backend"):
+        Separator("tdanet-tiny", backend="tensorflow")
+    with pytest.raises(CheckpointError, match=r"model\.pt.*\.onnx"):
+        Separator(str(tmp_path / "model.pt"), backend="onnxruntime")
+
+
+# --- Separator on files ---------------------------------------------------------------
+
+
+def test_separate_file_streams_chunks_like_the_array_path(tmp_path: Path) -> None:
+    sources = swapping_sources()
+    mixture = sources.sum(axis=0)
+    sf.write(tmp_path / "mix.wav", mixture, RATE, subtype="FLOAT")
+    oracle = OracleModel(sources)
+    separator = Separator(oracle, chunk_seconds=1.0, overlap_seconds=0.25)
+    outputs = separator.separate_file(tmp_path / "mix.wav", tmp_path / "out", subtype="FLOAT")
+    assert outputs == output_paths("mix.wav", tmp_path / "out", 2)
+    assert [p.name for p in outputs] == ["mix_spk1.wav", "mix_spk2.wav"]
+    estimates = np.stack([sf.read(p, dtype="float32")[0] for p in outputs])
+    assert match_error(estimates, sources) < 1e-3
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mix_spk1.wav", "mix_spk2.wav"]
+
+
+def test_separate_file_at_other_rate_and_channels_matches_array_path(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    stereo = (0.2 * rng.standard_normal((44100 * 3, 2))).astype(np.float32)
+    sf.write(tmp_path / "in.flac", stereo, 44100, subtype="PCM_24")
+    separator = Separator(
+        randomize_(load_model("tdanet-tiny")), chunk_seconds=1.0, overlap_seconds=0.25
+    )
+    outputs = separator.separate_file(tmp_path / "in.flac", tmp_path, subtype="FLOAT")
+    data, _ = sf.read(tmp_path / "in.flac", dtype="float32", always_2d=True)
+    expected = separator.separate(data.T, 44100)
+    for index, path in enumerate(outputs):
+        written, rate = sf.read(path, dtype="float32")
+        assert rate == 44100 and written.shape == (44100 * 3,)
+        np.testing.assert_allclose(written, expected[index], atol=1e-5)
+
+
+def test_separate_file_never_overwrites_and_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    separator = Separator("tdanet-tiny", chunk_seconds=0.5, overlap_seconds=0.1)
+    good = 0.1 * np.random.default_rng(0).standard_normal(RATE)
+    sf.write(tmp_path / "a.wav", good, RATE)
+    out = tmp_path / "out"
+    first = separator.separate_file(tmp_path / "a.wav", out)
+    before = [p.read_bytes() for p in first]
+    with pytest.raises(AudioWriteError, match="already exists"):
+        separator.separate_file(tmp_path / "a.wav", out)
+    assert [p.read_bytes() for p in first] == before
+    assert separator.separate_file(tmp_path / "a.wav", out, overwrite=True) == first
+    # NaN after several chunks: fails part-way through pass 1, leaves no file behind.
+    late_nan = np.r_[good, good, good, [np.nan]].astype(np.float32)
+    sf.write(tmp_path / "b.wav", late_nan, RATE, subtype="FLOAT")
+    with pytest.raises(AudioContentError, match=r"b\.wav.*NaN"):
+        separator.separate_file(tmp_path / "b.wav", out)
+    assert sorted(p.name for p in out.iterdir()) == ["a_spk1.wav", "a_spk2.wav"]
+    sf.write(tmp_path / "silent.wav", np.zeros(RATE), RATE)
+    with pytest.raises(AudioContentError, match=r"silent\.wav.*silent"):
+        separator.separate_file(tmp_path / "silent.wav", out)
+    assert sorted(p.name for p in out.iterdir()) == ["a_spk1.wav", "a_spk2.wav"]
+
+
+def test_pcm_output_of_loud_input_does_not_clip(tmp_path: Path) -> None:
+    sources = 2.0 * swapping_sources(2.0)
+    sf.write(tmp_path / "loud.wav", sources.sum(axis=0), RATE, subtype="FLOAT")
+    separator = Separator(OracleModel(sources), chunk_seconds=1.0, overlap_seconds=0.25)
+    outputs = separator.separate_file(tmp_path / "loud.wav", tmp_path)
+    peaks = [np.abs(sf.read(p, dtype="float32")[0]).max() for p in outputs]
+    assert max(peaks) == pytest.approx(0.99, abs=1e-3)
