@@ -23,3 +23,7 @@ class AudioContentError(AudioError):
 
 class AudioWriteError(AudioError):
     """An output that cannot be written: unwritable folder, existing file, disk full."""
+
+
+class CorpusError(TDANetError):
+    """The demo corpus cannot be built: a package cannot be fetched, unpacked or converted."""

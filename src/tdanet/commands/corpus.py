@@ -1,0 +1,66 @@
+"""``tdanet corpus --out DIR``: build the demo speech corpus from Debian packages."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+HELP = "build a speaker-labelled demo speech corpus from Debian packages (no root needed)"
+
+
+def default_cache() -> Path:
+    """``$XDG_CACHE_HOME/tdanet/corpus`` (``~/.cache/tdanet/corpus``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tdanet" / "corpus"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..data.corpus import DEFAULT_SOURCES, SOURCES
+
+    parser.add_argument("--out", required=True, type=Path, help="new folder for the corpus")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help=f"where downloaded and unpacked packages are kept (default {default_cache()})",
+    )
+    parser.add_argument(
+        "--sources",
+        nargs="+",
+        choices=list(SOURCES),
+        default=list(DEFAULT_SOURCES),
+        help="which sources to include (default: all; asterisk needs ffmpeg, flite is synthetic)",
+    )
+    parser.add_argument(
+        "--min-speaker-seconds",
+        type=float,
+        default=10.0,
+        help="drop speakers with less audio than this (default 10)",
+    )
+    parser.add_argument(
+        "--tts-sentences",
+        type=int,
+        default=120,
+        help="sentences spoken by each synthetic voice (default 120)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.corpus import build_corpus
+
+    summaries = build_corpus(
+        args.out,
+        args.cache or default_cache(),
+        args.sources,
+        min_speaker_seconds=args.min_speaker_seconds,
+        tts_count=args.tts_sentences,
+    )
+    real = [s for s in summaries if not s.synthetic]
+    minutes = sum(s.seconds for s in summaries) / 60
+    print(
+        f"wrote {args.out}: {len(summaries)} speakers ({len(real)} real, "
+        f"{len(summaries) - len(real)} synthetic), {sum(s.files for s in summaries)} files, "
+        f"{minutes:.1f} minutes; see {args.out / 'speakers.csv'}"
+    )
+    return 0
