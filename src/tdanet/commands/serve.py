@@ -1,0 +1,104 @@
+"""``tdanet serve``: the web page and HTTP API for separation (see docs/web.md)."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from pathlib import Path
+
+from ..errors import TDANetError
+
+HELP = "run the web app and HTTP API for separation"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="preset, bundled name, checkpoint file or hub name (default: the bundled model)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--port", type=int, default=8000, help="port to listen on; 0 picks a free one"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument(
+        "--max-upload-mb", type=float, default=100.0, help="largest accepted upload in MiB"
+    )
+    parser.add_argument(
+        "--max-duration", type=float, default=300.0, help="longest accepted recording in seconds"
+    )
+    parser.add_argument(
+        "--max-queue", type=int, default=4, help="requests that may wait; more get 503"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="separations that run at the same time"
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="the only folder uploads are written to (default: a new temporary folder)",
+    )
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (IPv4 or IPv6), ready for uvicorn to listen on.
+
+    Binding here, before the model is served, turns a busy port or a bad address into one
+    :class:`TDANetError` line instead of a server log and a bare exit.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise TDANetError(f"--host {host}: not a usable address ({exc})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise TDANetError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port or --host"
+        ) from None
+    return sock
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..pretrained import DEFAULT_MODEL
+
+    try:
+        import uvicorn
+
+        from ..web import WebSettings, create_app
+    except ImportError as exc:
+        raise TDANetError(
+            f"serve needs the web extra ({exc.name} is missing); run `pip install 'tdanet[web]'`"
+        ) from None
+    from ..separate import Separator
+
+    model = args.model or DEFAULT_MODEL
+    if args.max_upload_mb <= 0:
+        raise TDANetError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    settings = WebSettings(
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_duration_s=args.max_duration,
+        max_concurrent=args.concurrency,
+        max_queue=args.max_queue,
+        work_dir=args.work_dir,
+        model_name=model,
+    )
+    separator = Separator(model=model, device=args.device)
+    app = create_app(separator, settings)
+    sock = listen_socket(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"tdanet serve: http://{shown}:{port}/ (model {model}; Ctrl-C to stop)", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0 if server.started else 1
