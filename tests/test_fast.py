@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tdanet.fast import (
+    FastTDANet,
+    gln_scale_shift,
+    nearest_index,
+    optimize_for_inference,
+    time_moments,
+)
+from tdanet.model import PRESETS, TDANet
+from tdanet.model.layers import GlobalLayerNorm
+
+from .conftest import randomize_
+
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: the machine is shared and these models are tiny."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def reference_and_fast(changes: dict, seed: int = 0) -> tuple[TDANet, torch.nn.Module]:
+    model = randomize_(TDANet(PRESETS["tdanet-tiny"].replace(**changes)), seed).eval()
+    return model, optimize_for_inference(model)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"attention": "sequence"},
+        {"upsampling_depth": 2},
+        {"upsampling_depth": 4, "num_blocks": 3},
+        {"num_sources": 3, "enc_kernel_size": 2},
+        {"sample_rate": 8000},
+        {"sample_rate": 22050, "enc_kernel_size": 3},
+    ],
+)
+def test_fast_path_equals_eager_model_on_odd_lengths(changes: dict) -> None:
+    model, fast = reference_and_fast(changes)
+    assert isinstance(fast, FastTDANet)
+    assert fast.config == model.config
+    gen = torch.Generator().manual_seed(1)
+    for length in (1, 3, 17, 777, 4001):
+        mixture = torch.randn(2, length, generator=gen)
+        with torch.no_grad():
+            expected = model(mixture)
+        output = fast(mixture)
+        assert output.shape == expected.shape == (2, model.config.num_sources, length)
+        assert (output - expected).abs().max().item() <= TOLERANCE, (changes, length)
+
+
+def test_fast_path_matches_small_preset_and_one_dimensional_input() -> None:
+    model = randomize_(TDANet(PRESETS["tdanet-small"]), seed=3).eval()
+    fast = optimize_for_inference(model)
+    mixture = torch.randn(8001)
+    with torch.no_grad():
+        expected = model(mixture)
+    assert (fast(mixture) - expected).abs().max().item() <= TOLERANCE
+
+
+def test_fast_path_past_the_position_table() -> None:
+    model, fast = reference_and_fast({"max_positions": 8})
+    mixture = torch.randn(1, 3001)
+    with torch.no_grad():
+        expected = model(mixture)
+    assert (fast(mixture) - expected).abs().max().item() <= TOLERANCE
+
+
+def test_batch_items_are_independent() -> None:
+    _, fast = reference_and_fast({})
+    mixture = torch.randn(3, 2000)
+    together = fast(mixture)
+    alone = torch.cat([fast(mixture[i : i + 1]) for i in range(3)])
+    assert (together - alone).abs().max().item() <= 1e-5
+
+
+def test_model_is_not_modified() -> None:
+    model, _ = reference_and_fast({})
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = optimize_for_inference(model)
+    with torch.no_grad():
+        for buffer in fast.buffers():
+            buffer.add_(1.0)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert model.training is False
+
+
+def test_bad_input_shape_is_a_clear_error() -> None:
+    _, fast = reference_and_fast({})
+    with pytest.raises(ValueError, match="samples >= 1"):
+        fast(torch.zeros(1, 0))
+    with pytest.raises(ValueError, match="batch, samples"):
+        fast(torch.zeros(1, 1, 10))
+
+
+def test_other_modules_pass_through() -> None:
+    module = torch.nn.Identity()
+    assert optimize_for_inference(module) is module
+
+
+def test_gln_scale_shift_matches_global_layer_norm_of_an_affine_map() -> None:
+    norm = randomize_(GlobalLayerNorm(6))
+    x = torch.randn(2, 50, 6) * 3 + 1  # (batch, T, C)
+    gain, offset = torch.randn(2, 6), torch.randn(2, 6)
+    scale, shift = gln_scale_shift(
+        time_moments(x), 50, norm.gamma, norm.beta, norm.eps, gain, offset
+    )
+    mapped = (x * gain[:, None] + offset[:, None]).transpose(1, 2)
+    expected = norm(mapped).transpose(1, 2)
+    assert torch.allclose(x * scale + shift, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(("source", "target"), [(3, 5), (64, 1010), (505, 1010), (9, 4), (7, 7)])
+def test_nearest_index_is_interpolate_rule(source: int, target: int) -> None:
+    x = torch.randn(1, 2, source)
+    index = nearest_index(source, target, x.device)
+    assert torch.equal(x[..., index], F.interpolate(x, size=target, mode="nearest"))
