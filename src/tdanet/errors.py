@@ -9,6 +9,14 @@ class CheckpointError(TDANetError, ValueError):
     """A model source that cannot be loaded: missing, corrupt, unsafe or mismatched."""
 
 
+class DataError(TDANetError, ValueError):
+    """A dataset that cannot be used: missing folders, mismatched files, too few speakers."""
+
+
+class ConfigError(TDANetError, ValueError):
+    """A training recipe or override that is invalid: unknown keys, wrong types or values."""
+
+
 class AudioError(TDANetError, ValueError):
     """An audio input or output that cannot be used; the message names the file."""
 

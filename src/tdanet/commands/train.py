@@ -1,0 +1,34 @@
+"""``tdanet train --recipe RECIPE.yaml [section.key=value ...]``: train or fine-tune a model."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "train or fine-tune a model from a recipe (PyTorch Lightning)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recipe", required=True, help="recipe YAML file (see recipes/)")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="recipe overrides, e.g. data.root=/data trainer.max_epochs=2 model.init_from=M",
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        metavar="CKPT",
+        help="continue a run exactly where it stopped (default: OUTPUT_DIR/checkpoints/resume.ckpt)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import load_recipe, train
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    result = train(recipe, resume=args.resume)
+    print(f"best validation loss: {result.best_val_loss:.3f} (negative SI-SNR, dB)")
+    print(f"checkpoints: {result.best} (best), {result.last} (last)")
+    return 0

@@ -1,0 +1,57 @@
+"""Checkpoints in this package's format: ``best.pt`` (lowest validation loss) and ``last.pt``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from ..checkpoint import save_checkpoint
+from ..model import TDANet
+
+
+class PackageCheckpoint(L.Callback):
+    """After each validation, write ``last.pt`` and, when the loss improved, ``best.pt``.
+
+    The files load with :func:`tdanet.load_model`; their metadata holds the epoch, step,
+    validation loss and SI-SNRi, and the recipe. The best loss so far is part of the
+    Lightning state, so a resumed run keeps comparing against it.
+    """
+
+    def __init__(self, directory: Path, recipe: dict[str, Any]) -> None:
+        self.directory = directory
+        self.recipe = recipe
+        self.best = math.inf
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        if "val_loss" not in metrics:
+            return
+        loss = float(metrics["val_loss"])
+        improved = loss < self.best
+        if improved:
+            self.best = loss
+        if not trainer.is_global_zero:
+            return
+        metadata = {
+            "epoch": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "val_loss": loss,
+            "val_si_snri": float(metrics.get("val_si_snri", math.nan)),
+            "recipe": self.recipe,
+        }
+        model = pl_module.model
+        assert isinstance(model, TDANet)
+        save_checkpoint(model, self.directory / "last.pt", metadata)
+        if improved:
+            save_checkpoint(model, self.directory / "best.pt", metadata)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = float(state_dict["best"])

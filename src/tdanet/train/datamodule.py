@@ -1,0 +1,159 @@
+"""Training and validation data for a recipe, built and checked before training starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.layouts import DEFAULT_SPLITS, layout_dataset
+from ..data.mixing import DynamicMixDataset, MixingConfig, MixtureDrawer
+from ..data.sampling import EpochSampler
+from ..data.sources import Utterance, index_noise, index_sources, split_speakers
+from .recipe import DataSection
+
+Item = tuple[torch.Tensor, torch.Tensor, str]
+# Streams keep the random draws of the splits of one seed apart.
+TRAIN_STREAM, VALID_STREAM, TEST_STREAM = 0, 1, 2
+
+
+@dataclass
+class TrainingData:
+    """The checked datasets of a recipe and, for dynamic mixing, its speaker splits."""
+
+    train: Dataset[Item]
+    valid: Dataset[Item]
+    speaker_splits: dict[str, list[str]] | None = None
+
+
+def mixing_config(data: DataSection, segment: float | None) -> MixingConfig:
+    """The dynamic-mixing settings of a data section, with the given window length."""
+    return MixingConfig(
+        num_sources=data.num_sources,
+        sample_rate=data.sample_rate,
+        segment=segment,
+        gain=data.gain,
+        speech_lufs=data.speech_lufs,
+        noise_lufs=data.noise_lufs,
+        snr_db=data.snr_db,
+        noise_snr_db=data.noise_snr_db,
+        speed_perturb=data.speed_perturb,
+        speaker_weighting=data.speaker_weighting,
+    )
+
+
+def split_noise(noises: list[Utterance], seed: int) -> dict[str, list[Utterance]]:
+    """Noise files split 80/10/10 (at least one held out each) when there are 3 or more."""
+    if len(noises) < 3:
+        return {"train": noises, "valid": noises, "test": noises}
+    order = np.random.default_rng([seed, 15485863]).permutation(len(noises))
+    held = max(1, round(0.1 * len(noises)))
+    picked = [noises[i] for i in order]
+    return {"valid": picked[:held], "test": picked[held : 2 * held], "train": picked[2 * held :]}
+
+
+def speaker_split_sources(
+    data: DataSection, seed: int
+) -> tuple[dict[str, list[Utterance]], dict[str, list[str]], dict[str, list[Utterance]] | None]:
+    """Utterances per split, speakers per split, and noise per split (or None)."""
+    assert data.root is not None
+    utterances = index_sources(data.root)
+    speakers = sorted({u.speaker for u in utterances})
+    splits = split_speakers(
+        speakers, data.valid_speakers, data.test_speakers, seed, data.num_sources
+    )
+    by_split = {
+        name: [u for u in utterances if u.speaker in set(members)]
+        for name, members in splits.items()
+    }
+    noise = None
+    if data.noise_root is not None:
+        noise = split_noise(index_noise(Path(data.noise_root).expanduser()), seed)
+    return by_split, splits, noise
+
+
+def build_training_data(data: DataSection, seed: int) -> TrainingData:
+    """Index and check the recipe's data; every data error is raised here."""
+    assert data.root is not None
+    if data.kind == "speakers":
+        by_split, splits, noise = speaker_split_sources(data, seed)
+        train = DynamicMixDataset(
+            MixtureDrawer(
+                by_split["train"],
+                mixing_config(data, data.segment),
+                None if noise is None else noise["train"],
+            ),
+            data.train_items,
+            seed,
+            TRAIN_STREAM,
+        )
+        valid = DynamicMixDataset(
+            MixtureDrawer(
+                by_split["valid"],
+                mixing_config(data, data.valid_segment),
+                None if noise is None else noise["valid"],
+            ),
+            data.valid_items,
+            seed,
+            VALID_STREAM,
+            fixed=True,
+        )
+        return TrainingData(train, valid, splits)
+    root = Path(data.root).expanduser()
+    defaults = DEFAULT_SPLITS[data.kind]
+    common: dict[str, Any] = {
+        "num_sources": data.num_sources,
+        "sample_rate": data.sample_rate,
+        "task": data.task,
+        "length_mode": data.length_mode,
+        "seed": seed,
+    }
+    train_set = layout_dataset(
+        data.kind, root, data.train_split or defaults["train"], segment=data.segment, **common
+    )
+    valid_set = layout_dataset(
+        data.kind, root, data.valid_split or defaults["valid"], segment=data.valid_segment, **common
+    )
+    return TrainingData(train_set, valid_set)
+
+
+def collate(items: list[Item]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Stack items of equal length: mixtures (B, T), sources (B, C, T), names."""
+    mixtures, sources, names = zip(*items, strict=True)
+    return torch.stack(mixtures), torch.stack(sources), list(names)
+
+
+class SeparationDataModule(L.LightningDataModule):
+    """Loaders over prepared :class:`TrainingData`, sharded by process rank."""
+
+    def __init__(self, data: TrainingData, section: DataSection, seed: int) -> None:
+        super().__init__()
+        self.data, self.section, self.seed = data, section, seed
+
+    def loader(self, dataset: Dataset[Item], shuffle: bool, batch_size: int) -> DataLoader[Any]:
+        rank, world = 0, 1
+        if self.trainer is not None:
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+        sampler = EpochSampler(len(dataset), self.seed, shuffle, rank, world)  # type: ignore[arg-type]
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.section.num_workers,
+            collate_fn=collate,
+            drop_last=shuffle,
+            persistent_workers=False,
+        )
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        return self.loader(self.data.train, True, self.section.batch_size)
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        # Whole utterances differ in length, so they go one per batch.
+        size = self.section.batch_size if self.section.valid_segment is not None else 1
+        return self.loader(self.data.valid, False, size)

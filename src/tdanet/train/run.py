@@ -1,0 +1,179 @@
+"""``train(recipe)``: check the data, build the model, run Lightning, leave checkpoints.
+
+An output folder holds ``recipe.yaml`` (the resolved recipe), ``splits.json`` (speakers
+per split, for dynamic mixing), ``checkpoints/{best,last}.pt`` (this package's format),
+``checkpoints/resume.ckpt`` (Lightning's full state: optimizer, scheduler, epoch, loop and
+callback state) and ``logs/`` (CSV and TensorBoard).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import CheckpointError, ConfigError
+from ..model import PRESETS, TDANet
+from ..pretrained import load_model
+from .recipe import Recipe
+
+RESUME_FILE = "resume"
+# The top level's LA module gets no gradient (docs/architecture.md), so DDP must allow it.
+DDP_STRATEGY = "ddp_find_unused_parameters_true"
+
+
+@dataclass
+class TrainResult:
+    """Where a run left its files, and its best validation loss."""
+
+    output_dir: Path
+    best: Path
+    last: Path
+    best_val_loss: float
+
+
+def build_model(recipe: Recipe) -> TDANet:
+    """The network to train: a preset (random weights) or ``init_from`` weights to fine-tune."""
+    section, data = recipe.model, recipe.data
+    fixed = {"sample_rate": data.sample_rate, "num_sources": data.num_sources}
+    for key, value in fixed.items():
+        if key in section.config and section.config[key] != value:
+            raise ConfigError(
+                f"model.config.{key}: {section.config[key]} contradicts data.{key}={value}"
+            )
+    if section.init_from is not None:
+        try:
+            model = load_model(section.init_from, **section.config)
+        except CheckpointError as exc:
+            raise ConfigError(f"model.init_from: {exc}") from None
+        for key, value in fixed.items():
+            if getattr(model.config, key) != value:
+                raise ConfigError(
+                    f"model.init_from: {section.init_from} has {key}={getattr(model.config, key)} "
+                    f"but data.{key}={value}; fine-tune on data that matches the model"
+                )
+        return model.train()
+    if section.preset not in PRESETS:
+        raise ConfigError(
+            f"model.preset: unknown preset {section.preset!r}; choose one of {', '.join(PRESETS)}"
+        )
+    try:
+        config = PRESETS[section.preset].replace(**{**section.config, **fixed})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model.config: {exc}") from None
+    return TDANet(config).train()
+
+
+def trainer_strategy(recipe: Recipe) -> str:
+    """``auto`` becomes DDP with unused parameters allowed when several processes train."""
+    trainer = recipe.trainer
+    several = trainer.num_nodes > 1 or (isinstance(trainer.devices, int) and trainer.devices > 1)
+    several = several or (isinstance(trainer.devices, str) and trainer.devices not in ("auto", "1"))
+    if trainer.strategy == "auto" and several:
+        return DDP_STRATEGY
+    return trainer.strategy
+
+
+def resume_path(recipe: Recipe, resume: str | Path | None) -> Path | None:
+    """The Lightning checkpoint to resume from (``auto``: the run's own), checked to exist."""
+    if resume is None:
+        return None
+    path = (
+        Path(recipe.output_dir) / "checkpoints" / f"{RESUME_FILE}.ckpt"
+        if str(resume) == "auto"
+        else Path(resume)
+    )
+    if not path.is_file():
+        raise ConfigError(f"{path}: no checkpoint to resume from")
+    return path
+
+
+def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
+    """Train as the recipe says; data and config errors are raised before training starts."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from .callbacks import PackageCheckpoint
+    from .datamodule import SeparationDataModule, build_training_data
+    from .module import SeparationModule
+
+    output = Path(recipe.output_dir).expanduser()
+    checkpoints = output / "checkpoints"
+    ckpt_path = resume_path(recipe, resume)
+    if ckpt_path is None and (checkpoints / f"{RESUME_FILE}.ckpt").exists():
+        raise ConfigError(
+            f"{output}: holds a previous run; pass --resume to continue it or choose another "
+            "output_dir"
+        )
+    unknown = sorted(set(recipe.trainer.loggers) - {"csv", "tensorboard"})
+    if unknown:
+        raise ConfigError(f"trainer.loggers: unknown logger {unknown[0]!r}; use csv, tensorboard")
+    L.seed_everything(recipe.seed, workers=True, verbose=False)
+    data = build_training_data(recipe.data, recipe.seed)
+    model = build_model(recipe)
+    rank_zero_only(write_run_files)(output, recipe, data.speaker_splits)
+
+    package_checkpoint = PackageCheckpoint(checkpoints, recipe.to_dict())
+    callbacks: list[Any] = [
+        ModelCheckpoint(
+            dirpath=checkpoints,
+            filename=RESUME_FILE,
+            monitor=None,
+            save_top_k=1,
+            enable_version_counter=False,
+        ),
+        package_checkpoint,
+        EarlyStopping(monitor="val_loss", mode="min", patience=recipe.optim.early_stop_patience),
+    ]
+    loggers: list[Any] = []
+    if "csv" in recipe.trainer.loggers:
+        loggers.append(CSVLogger(output, name="logs", version="csv"))
+    if "tensorboard" in recipe.trainer.loggers:
+        loggers.append(TensorBoardLogger(output, name="logs", version="tensorboard"))
+    if loggers:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    options = recipe.trainer
+    trainer = L.Trainer(
+        accelerator=options.accelerator,
+        devices=options.devices,
+        num_nodes=options.num_nodes,
+        strategy=trainer_strategy(recipe),
+        precision=options.precision,  # type: ignore[arg-type]
+        max_epochs=options.max_epochs,
+        max_time=options.max_time,
+        limit_train_batches=options.limit_train_batches,
+        limit_val_batches=options.limit_val_batches,
+        log_every_n_steps=options.log_every_n_steps,
+        enable_progress_bar=options.progress_bar,
+        num_sanity_val_steps=options.num_sanity_val_steps,
+        gradient_clip_val=recipe.optim.grad_clip,
+        gradient_clip_algorithm="norm",
+        callbacks=callbacks,
+        logger=loggers or False,
+        use_distributed_sampler=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(
+        SeparationModule(model, recipe.optim, recipe.seed),
+        datamodule=SeparationDataModule(data, recipe.data, recipe.seed),
+        ckpt_path=ckpt_path,
+        weights_only=True,
+    )
+    return TrainResult(
+        output, checkpoints / "best.pt", checkpoints / "last.pt", package_checkpoint.best
+    )
+
+
+def write_run_files(
+    output: Path, recipe: Recipe, speaker_splits: dict[str, list[str]] | None
+) -> None:
+    """The resolved recipe and the speaker splits, next to the checkpoints."""
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    if speaker_splits is not None:
+        (output / "splits.json").write_text(json.dumps(speaker_splits, indent=2) + "\n")

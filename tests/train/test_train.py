@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tdanet import load_model
+from tdanet.checkpoint import checkpoint_metadata, read_checkpoint, save_checkpoint
+from tdanet.errors import ConfigError, DataError
+from tdanet.train import load_recipe, train
+
+from ..synthetic_speech import write_speaker_corpus
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "small-cpu.yaml"
+
+
+def tiny_overrides(corpus: Path, output: Path, epochs: int) -> list[str]:
+    return [
+        f"data.root={corpus}",
+        f"output_dir={output}",
+        "model.preset=tdanet-tiny",
+        "data.sample_rate=8000",
+        "data.segment=0.5",
+        "data.valid_segment=0.5",
+        "data.batch_size=2",
+        "data.train_items=4",
+        "data.valid_items=2",
+        "data.valid_speakers=2",
+        "data.test_speakers=2",
+        f"trainer.max_epochs={epochs}",
+        "trainer.progress_bar=false",
+        "trainer.loggers=[csv]",
+    ]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_speaker_corpus(tmp_path_factory.mktemp("corpus") / "speakers", speakers=6)
+
+
+def test_resume_continues_exactly(corpus: Path, tmp_path: Path) -> None:
+    straight = train(load_recipe(RECIPE, tiny_overrides(corpus, tmp_path / "a", 2)))
+    train(load_recipe(RECIPE, tiny_overrides(corpus, tmp_path / "b", 1)))
+    resumed = train(load_recipe(RECIPE, tiny_overrides(corpus, tmp_path / "b", 2)), resume="auto")
+    a = read_checkpoint(straight.last)
+    b = read_checkpoint(resumed.last)
+    assert a["metadata"]["epoch"] == b["metadata"]["epoch"] == 1
+    assert a["metadata"]["global_step"] == b["metadata"]["global_step"] == 4
+    for name, tensor in a["state_dict"].items():
+        assert torch.equal(tensor, b["state_dict"][name]), name
+    # The run's files: package checkpoints load as models, the recipe and splits are kept.
+    assert load_model(straight.best).config.num_blocks == 2
+    assert checkpoint_metadata(straight.best)["recipe"]["data"]["root"] == str(corpus)
+    assert (straight.output_dir / "splits.json").is_file()
+    assert (straight.output_dir / "logs" / "csv" / "metrics.csv").is_file()
+    # Without --resume, an existing run is never overwritten.
+    with pytest.raises(ConfigError, match="previous run"):
+        train(load_recipe(RECIPE, tiny_overrides(corpus, tmp_path / "b", 2)))
+
+
+def test_fine_tuning_starts_from_the_given_weights(corpus: Path, tmp_path: Path) -> None:
+    start = load_model("tdanet-tiny", sample_rate=8000)
+    source = save_checkpoint(start, tmp_path / "start.pt")
+    overrides = [*tiny_overrides(corpus, tmp_path / "ft", 1), f"model.init_from={source}"]
+    overrides.append("trainer.limit_train_batches=1")
+    overrides.append("optim.lr=1e-6")
+    result = train(load_recipe(RECIPE, overrides))
+    tuned = read_checkpoint(result.last)["state_dict"]
+    first = start.state_dict()
+    close = [torch.allclose(tuned[k], first[k], atol=1e-4) for k in tuned]
+    assert all(close)
+    assert not all(torch.equal(tuned[k], first[k]) for k in tuned)
+
+
+def test_fine_tuning_rejects_a_model_for_another_rate(corpus: Path, tmp_path: Path) -> None:
+    source = save_checkpoint(load_model("tdanet-tiny"), tmp_path / "16k.pt")
+    overrides = [*tiny_overrides(corpus, tmp_path / "x", 1), f"model.init_from={source}"]
+    with pytest.raises(ConfigError, match="sample_rate=16000 but data.sample_rate=8000"):
+        train(load_recipe(RECIPE, overrides))
+
+
+def test_too_few_speakers_fails_before_training(tmp_path: Path) -> None:
+    small = write_speaker_corpus(tmp_path / "few", speakers=4, utterances=1)
+    with pytest.raises(DataError, match="4 speakers is too few"):
+        train(load_recipe(RECIPE, tiny_overrides(small, tmp_path / "run", 1)))
+    assert not (tmp_path / "run").exists()
