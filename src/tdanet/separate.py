@@ -201,8 +201,8 @@ class Separator:
     ``model`` is a preset, bundled or hub name, a checkpoint path (with
     ``backend="onnxruntime"``: an ``.onnx`` file), or a loaded model: any callable mapping a
     float32 tensor (batch, T) to (batch, C, T) with a ``.config`` (:class:`TDANetConfig`).
-    ``torch`` modules run through :func:`tdanet.fast.optimize_for_inference`.
-    Recordings are processed in chunks of ``chunk_seconds`` overlapping by
+    A torch module is put in eval mode, moved to ``device`` and run through
+    :func:`tdanet.fast.optimize_for_inference`. Recordings are processed in chunks of ``chunk_seconds`` overlapping by
     ``overlap_seconds`` (at most half a chunk).
     """
 
@@ -263,8 +263,9 @@ class Separator:
             raise ValueError(
                 f"waveform must be (samples,) or (channels, samples), got {data.shape}"
             )
-        if not isinstance(sample_rate, int) or sample_rate < 1:
+        if not isinstance(sample_rate, (int, np.integer)) or sample_rate < 1:
             raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        sample_rate = int(sample_rate)
         mono = data if data.ndim == 1 else audio.downmix(data.T)
         self.check_length("input", mono.shape[0], sample_rate)
         audio.check_finite(mono, "input")
