@@ -133,3 +133,26 @@ def test_unwritable_output_folder_and_wrong_backend_file(
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0
     assert "m.pt" in err and ".onnx" in err
+
+
+def test_inputs_with_the_same_output_names_are_not_mixed_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sf.write(tmp_path / "take.wav", speech_like(1.0, 16000, seed=1), 16000)
+    sf.write(tmp_path / "take.flac", speech_like(1.0, 16000, seed=2), 16000)
+    out = tmp_path / "out"
+    code = main(
+        [
+            "separate",
+            str(tmp_path / "take.flac"),
+            str(tmp_path / "take.wav"),
+            "-o",
+            str(out),
+            *MODEL,
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"{tmp_path / 'take.wav'}: its outputs would overwrite those of" in captured.err
+    assert "separated 1 file(s)" in captured.out
+    assert files_under(out) == ["take_spk1.wav", "take_spk2.wav"]
