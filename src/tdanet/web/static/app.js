@@ -9,6 +9,7 @@
   const statusLine = document.getElementById("status");
   const errorBox = document.getElementById("error");
   const results = document.getElementById("results");
+  const summary = document.getElementById("summary");
   const modelInfo = document.getElementById("model-info");
   const limitsLine = document.getElementById("limits");
 
@@ -151,8 +152,10 @@
       addTrack(source, "Speaker " + (index + 1), stem, false);
     });
     progressBox.hidden = true;
-    statusLine.textContent =
-      "Separated " + data.duration_s.toFixed(1) + " s in " + data.processing_s.toFixed(1) + " s.";
+    summary.textContent =
+      data.input.filename + ": " + data.duration_s.toFixed(1) + " s separated into " +
+      data.num_sources + " speakers in " + data.processing_s.toFixed(1) + " s.";
+    summary.hidden = false;
   }
 
   function clearResults() {
@@ -160,6 +163,7 @@
     objectUrls = [];
     results.replaceChildren();
     errorBox.hidden = true;
+    summary.hidden = true;
   }
 
   function errorMessage(xhr) {
