@@ -1,0 +1,89 @@
+"""``tdanet serve``: a real process that prints its URL, answers and stops on Ctrl-C; errors."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tdanet import load_model, save_checkpoint
+from tdanet.cli import main
+
+
+def serve_command(*args: str) -> list[str]:
+    exe = shutil.which("tdanet")
+    return [*([exe] if exe else [sys.executable, "-m", "tdanet"]), "serve", *args]
+
+
+def test_serve_prints_its_url_answers_and_stops_on_interrupt(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "tiny.pt"
+    save_checkpoint(load_model("tdanet-tiny"), checkpoint)
+    work = tmp_path / "work"
+    process = subprocess.Popen(
+        serve_command(
+            "--model",
+            str(checkpoint),
+            "--port",
+            "0",
+            "--work-dir",
+            str(work),
+            "--max-upload-mb",
+            "1",
+            "--max-duration",
+            "2",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("tdanet serve: http://127.0.0.1:"), line
+        url = line.split()[2].rstrip("/")
+        info = httpx.get(f"{url}/api/info", timeout=30).json()
+        assert info["model"] == str(checkpoint)
+        assert info["limits"]["max_upload_bytes"] == 1024 * 1024
+        assert info["limits"]["max_duration_s"] == 2.0
+        assert work.is_dir()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    # Interrupted by Ctrl-C: the conventional 130, after a clean shutdown.
+    assert process.returncode == 130
+    assert "Traceback" not in (process.stderr.read() if process.stderr else "")
+
+
+def test_serve_reports_a_busy_port_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model", "tdanet-tiny", "--port", str(port)]) == 1
+    assert capsys.readouterr().err == (
+        f"tdanet serve: error: cannot listen on 127.0.0.1:{port} (Address already in use); "
+        "choose another --port or --host\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-queue", "-1"], "queue length must be 0 or more, got -1"),
+        (["--max-upload-mb", "0"], "--max-upload-mb must be positive, got 0.0"),
+        (["--model", "missing.pt"], "missing.pt: no such file, preset or hub name"),
+    ],
+)
+def test_serve_rejects_bad_settings_in_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--model", "tdanet-tiny", "--port", "0", *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"tdanet serve: error: {message}")
+    assert err.count("\n") == 1
