@@ -47,14 +47,16 @@ def best_order(estimates: np.ndarray, references: np.ndarray) -> tuple[int, ...]
 def sdr(estimates: np.ndarray, references: np.ndarray, filter_length: int = 512) -> np.ndarray:
     """BSS-eval SDR in dB of each estimate against the reference in the same row: (C, T) -> (C,)."""
     import fast_bss_eval
+    import torch
 
+    # fast_bss_eval's numpy backend breaks on numpy 2 (np.linalg.solve); its torch one works.
     sdr_values, _, _ = fast_bss_eval.bss_eval_sources(
-        np.asarray(references, dtype=np.float64),
-        np.asarray(estimates, dtype=np.float64),
+        torch.from_numpy(np.array(references, dtype=np.float64)),
+        torch.from_numpy(np.array(estimates, dtype=np.float64)),
         filter_length=filter_length,
         compute_permutation=False,
     )
-    return np.asarray(sdr_values, dtype=np.float64)
+    return np.asarray(sdr_values.numpy(), dtype=np.float64)
 
 
 def pesq_score(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> float:
@@ -116,7 +118,7 @@ def utterance_metrics(
     est_si_snr = si_snr(estimates, references)
     mix_si_snr = si_snr(mixtures, references)
     est_sdr = sdr(estimates, references)
-    mix_sdr = sdr(np.ascontiguousarray(mixtures), references)
+    mix_sdr = sdr(mixtures, references)
     result: dict[str, Any] = {
         "si_snr": float(est_si_snr.mean()),
         "si_snr_i": float((est_si_snr - mix_si_snr).mean()),

@@ -124,8 +124,8 @@ class SeparationFolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor, str]]):
         frames, rate = audio_info(mix_path)
         if rate != self.sample_rate:
             raise DataError(
-                f"{mix_path}: sample rate {rate} Hz, expected {self.sample_rate} Hz "
-                "(set data.sample_rate or resample the data)"
+                f"{mix_path}: sample rate {rate} Hz, but the model or recipe uses "
+                f"{self.sample_rate} Hz; resample the data or use a matching model/data.sample_rate"
             )
         for folder in self.source_dirs:
             path = folder / name
