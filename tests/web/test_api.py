@@ -18,6 +18,8 @@ import soundfile as sf
 
 from tdanet.separate import Separator
 from tdanet.web import WebSettings, WebSettingsError, create_app
+from tdanet.web.errors import ApiError
+from tdanet.web.service import read_mono
 from tdanet.web.uploads import display_name
 
 from .conftest import MAX_DURATION_S, MAX_UPLOAD_BYTES, audio_bytes, mixture, serve
@@ -200,6 +202,18 @@ def test_client_file_names_are_never_used_as_paths(
     written = [path for path in tmp_path.rglob("*")]
     assert written == [work_dir]
     assert not Path("/tmp/escape.wav").exists()
+
+
+def test_decoding_stops_at_the_duration_limit(tmp_path: Path) -> None:
+    path = tmp_path / "upload-x"
+    path.write_bytes(audio_bytes(1.0, sample_rate=8000, channels=2))
+    mono, rate = read_mono(path, "talk.wav", 1.0)
+    assert rate == 8000
+    np.testing.assert_allclose(mono, mixture(1.0, 8000)[:, 0], atol=1e-4)
+    with pytest.raises(ApiError) as raised:
+        read_mono(path, "talk.wav", 0.999)
+    assert (raised.value.status, raised.value.error) == (413, "audio_too_long")
+    assert raised.value.detail.startswith("talk.wav: longer than the limit of 0.999 s")
 
 
 def test_display_name_keeps_only_a_clean_last_component() -> None:

@@ -298,7 +298,9 @@ def create_app(
                     check_upload, upload, name, settings.max_duration_s
                 )
                 async with queue.slot():
-                    result = await anyio.to_thread.run_sync(separate_upload, engine, upload, name)
+                    result = await anyio.to_thread.run_sync(
+                        separate_upload, engine, upload, name, settings.max_duration_s
+                    )
                     # The upload is no longer needed: free the disk before encoding.
                     upload.unlink(missing_ok=True)
                     if format == "zip":

@@ -7,6 +7,7 @@ These functions run in a worker thread (never on the event loop). Audio problems
 from __future__ import annotations
 
 import io
+import math
 import time
 import zipfile
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Protocol
 import numpy as np
 import soundfile as sf
 
-from ..audio import AudioInfo, audio_info, downmix, load_audio
+from ..audio import AudioInfo, audio_info, check_finite, downmix
 from ..errors import AudioContentError, AudioReadError, TDANetError
 from .errors import ApiError
 
@@ -74,26 +75,53 @@ def check_upload(path: Path, name: str, max_duration_s: float) -> AudioInfo:
     return info
 
 
-def separate_upload(separator: SeparatorLike, path: Path, name: str) -> Separated:
-    """Decode the whole upload, downmix it to mono and separate it.
+def read_mono(path: Path, name: str, max_duration_s: float) -> tuple[np.ndarray, int]:
+    """Decode the upload to mono float32 (T,) and its rate, never more than the duration limit.
 
-    Returns the sources and the mono mixture at the file's own sample rate. Decoding errors
-    part-way through give 415, unusable content (NaN, too short, silent) 422.
+    Reads at most one frame past ``max_duration_s``, so a file whose header understates its
+    length (or a highly compressed one) cannot make the server decode more than the limit.
+    Raises :class:`ApiError` 415 if decoding fails, 413 past the limit, 422 for no samples or
+    NaN/Inf samples.
     """
     try:
-        waveform, rate = load_audio(path)
-    except AudioReadError as exc:
-        raise ApiError(415, "not_audio", _scrub(exc, path, name)) from None
+        with sf.SoundFile(str(path)) as handle:
+            rate = int(handle.samplerate)
+            max_frames = math.floor(max_duration_s * rate)
+            data = handle.read(max_frames + 1, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        reason = getattr(exc, "error_string", "") or str(exc).replace(str(path), name)
+        raise ApiError(415, "not_audio", f"{name}: decoding failed ({reason})") from None
+    if data.shape[0] > max_frames:
+        raise ApiError(
+            413,
+            "audio_too_long",
+            f"{name}: longer than the limit of {max_duration_s:g} s; cut it into shorter pieces",
+        )
+    if data.shape[0] == 0:
+        raise ApiError(422, "empty_audio", f"{name}: contains no audio samples")
+    mono = downmix(data)
+    try:
+        check_finite(mono, name)
     except AudioContentError as exc:
-        raise ApiError(422, "unusable_audio", _scrub(exc, path, name)) from None
-    mixture = downmix(waveform.T)
+        raise ApiError(422, "unusable_audio", str(exc)) from None
+    return mono, rate
+
+
+def separate_upload(
+    separator: SeparatorLike, path: Path, name: str, max_duration_s: float
+) -> Separated:
+    """Decode the upload (:func:`read_mono`) and separate it.
+
+    Returns the sources and the mono mixture at the file's own sample rate. Input the
+    separator refuses (too short, silent) gives 422.
+    """
+    mixture, rate = read_mono(path, name, max_duration_s)
     start = time.perf_counter()
     try:
         sources = np.asarray(separator.separate(mixture, rate), dtype=np.float32)
-    except AudioContentError as exc:
-        raise ApiError(422, "unusable_audio", _scrub(exc, path, name)) from None
     except TDANetError as exc:
-        raise ApiError(422, "cannot_separate", _scrub(exc, path, name)) from None
+        error = "unusable_audio" if isinstance(exc, AudioContentError) else "cannot_separate"
+        raise ApiError(422, error, _scrub(exc, path, name)) from None
     return Separated(sources, mixture, rate, time.perf_counter() - start)
 
 
