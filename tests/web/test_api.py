@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import tdanet.web
 from tdanet.separate import Separator
 from tdanet.web import WebSettings, WebSettingsError, create_app
 from tdanet.web.errors import ApiError
@@ -63,6 +64,20 @@ def test_health_and_info_report_model_and_limits(server: str) -> None:
         "max_queue": 2,
     }
     assert info["requests_in_progress"] == 0
+
+
+def test_page_and_its_assets_come_from_this_server_only(server: str) -> None:
+    page = httpx.get(server)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-security-policy"].startswith("default-src 'self';")
+    assert page.headers["x-content-type-options"] == "nosniff"
+    static = Path(tdanet.web.__file__).parent / "static"
+    for asset in sorted(static.iterdir()):
+        text = asset.read_text()
+        assert "http://" not in text and "https://" not in text, asset.name
+        if asset.name != "index.html":
+            assert f'"/static/{asset.name}"' in page.text
+            assert httpx.get(f"{server}/static/{asset.name}").status_code == 200
 
 
 def test_openapi_schema_documents_the_endpoint(server: str) -> None:

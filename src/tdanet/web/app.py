@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
-import logging
 import os
 import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal
@@ -21,8 +20,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torch import nn
 
 from .. import __version__
@@ -46,12 +47,33 @@ STATIC_DIR = Path(__file__).parent / "static"
 UPLOAD_PREFIX = "upload-"
 UPLOAD_NAME = re.compile(rf"{UPLOAD_PREFIX}[0-9a-f]{{32}}")
 # The page loads nothing from elsewhere; audio players read blob: URLs made in the page.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; media-src 'self' blob:; img-src 'self' data:; object-src 'none'; "
-    "base-uri 'none'; frame-ancestors 'none'"
-)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
-log = logging.getLogger("tdanet.web")
+
+class SecurityHeaders:
+    """ASGI middleware adding :data:`SECURITY_HEADERS` to every HTTP response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, value in SECURITY_HEADERS.items():
+                    headers[key] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class Limits(BaseModel):
@@ -207,23 +229,15 @@ def create_app(
         body = ErrorResponse(error="invalid_request", detail=detail).model_dump()
         return JSONResponse(body, status_code=422)
 
+    # Starlette still re-raises the exception after this answer, so uvicorn logs its traceback.
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("request failed: %s %s", request.method, request.url.path)
         body = ErrorResponse(
             error="internal_error", detail="the server failed on this request; see its log"
         ).model_dump()
         return JSONResponse(body, status_code=500)
 
-    @app.middleware("http")
-    async def _security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
