@@ -15,6 +15,8 @@ import pytest
 from tdanet import load_model, save_checkpoint
 from tdanet.cli import main
 
+from .conftest import audio_bytes
+
 
 def serve_command(*args: str) -> list[str]:
     exe = shutil.which("tdanet")
@@ -37,6 +39,8 @@ def test_serve_prints_its_url_answers_and_stops_on_interrupt(tmp_path: Path) -> 
             "1",
             "--max-duration",
             "2",
+            "--threads",
+            "1",
         ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -51,7 +55,11 @@ def test_serve_prints_its_url_answers_and_stops_on_interrupt(tmp_path: Path) -> 
         assert info["model"] == str(checkpoint)
         assert info["limits"]["max_upload_bytes"] == 1024 * 1024
         assert info["limits"]["max_duration_s"] == 2.0
-        assert work.is_dir()
+        files = {"file": ("talk.wav", audio_bytes(0.3))}
+        reply = httpx.post(f"{url}/api/separate", files=files, timeout=60)
+        assert reply.status_code == 200, reply.text
+        assert len(reply.json()["sources"]) == 2
+        assert work.is_dir() and list(work.iterdir()) == []
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: all cores)"
+    )
+    parser.add_argument(
         "--max-upload-mb", type=float, default=100.0, help="largest accepted upload in MiB"
     )
     parser.add_argument(
@@ -90,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
         work_dir=args.work_dir,
         model_name=model,
     )
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
     separator = Separator(model=model, device=args.device)
     app = create_app(separator, settings)
     sock = listen_socket(args.host, args.port)
