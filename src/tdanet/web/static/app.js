@@ -185,6 +185,7 @@
       return;
     }
     busy = true;
+    fileInput.disabled = true;
     dropzone.setAttribute("aria-busy", "true");
     const form = new FormData();
     form.append("file", file);
@@ -215,6 +216,7 @@
     });
     xhr.addEventListener("loadend", () => {
       busy = false;
+      fileInput.disabled = false;
       dropzone.removeAttribute("aria-busy");
       fileInput.value = "";
     });
