@@ -29,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     result = train(recipe, resume=args.resume)
+    if not result.global_zero:
+        return 0
     print(f"best validation loss: {result.best_val_loss:.3f} (negative SI-SNR, dB)")
     print(f"checkpoints: {result.best} (best), {result.last} (last)")
     return 0

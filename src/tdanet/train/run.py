@@ -33,6 +33,7 @@ class TrainResult:
     best: Path
     last: Path
     best_val_loss: float
+    global_zero: bool = True
 
 
 def build_model(recipe: Recipe) -> TDANet:
@@ -165,7 +166,11 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
         weights_only=True,
     )
     return TrainResult(
-        output, checkpoints / "best.pt", checkpoints / "last.pt", package_checkpoint.best
+        output,
+        checkpoints / "best.pt",
+        checkpoints / "last.pt",
+        package_checkpoint.best,
+        trainer.is_global_zero,
     )
 
 

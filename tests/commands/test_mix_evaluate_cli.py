@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tdanet import load_model, save_checkpoint
+from tdanet.cli import main
+
+from ..synthetic_speech import write_speaker_corpus
+from ..test_cli import run_cli
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI in this process: (exit code, stdout, stderr)."""
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `tdanet mix` output at 8 kHz with noise: 2 dev and 3 test mixtures."""
+    base = tmp_path_factory.mktemp("mixcli")
+    corpus = write_speaker_corpus(base / "corpus", speakers=6)
+    noise = base / "noise"
+    noise.mkdir()
+    hiss = 0.02 * np.random.default_rng(0).standard_normal(4000)
+    sf.write(noise / "hiss.wav", hiss.astype(np.float32), 8000)
+    args = ["--sample-rate", "8000", "--valid", "2", "--test", "3", "--noise", str(noise)]
+    args += ["--valid-speakers", "2", "--test-speakers", "2", "--seed", "4"]
+    assert main(["mix", str(corpus), str(base / "out"), *args]) == 0
+    return base / "out"
+
+
+def test_mix_writes_the_librimix_layout(mixed: Path) -> None:
+    base = mixed / "wav8k" / "min"
+    for split, count in (("dev", 2), ("test", 3)):
+        for folder in ("mix_clean", "mix_both", "s1", "s2", "noise"):
+            assert len(list((base / split / folder).glob("*.wav"))) == count
+    with (base / "metadata" / "mixture_test_mix_both.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == [
+        "mixture_ID", "mixture_path", "source_1_path", "source_2_path", "noise_path", "length",
+    ]  # fmt: skip
+    mix, _ = sf.read(rows[0]["mixture_path"])
+    s1, _ = sf.read(rows[0]["source_1_path"])
+    s2, _ = sf.read(rows[0]["source_2_path"])
+    noise, _ = sf.read(rows[0]["noise_path"])
+    assert len(mix) == int(rows[0]["length"])
+    np.testing.assert_allclose(s1 + s2 + noise, mix, atol=1e-5)
+    splits = json.loads((mixed / "splits.json").read_text())
+    with (base / "metadata" / "test_sources.csv").open() as handle:
+        used = {row["speaker"] for row in csv.DictReader(handle)}
+    assert used <= set(splits["test"]) and not used & set(splits["train"])
+
+
+def test_mix_refuses_to_overwrite(
+    mixed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(capsys, "mix", str(tmp_path), str(mixed))
+    assert code == 1 and "already exists" in err
+
+
+def test_evaluate_writes_per_utterance_csv(
+    mixed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = save_checkpoint(load_model("tdanet-tiny", sample_rate=8000), tmp_path / "m.pt")
+    out = tmp_path / "scores.csv"
+    data = mixed / "wav8k" / "min" / "test"
+    code, stdout, err = cli(
+        capsys, "evaluate", "--model", str(model), str(data), "--csv", str(out), "--stoi"
+    )
+    assert code == 0, err
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3
+    assert list(rows[0]) == ["name", "duration", "si_snr", "si_snr_i", "sdr", "sdr_i", "stoi"]
+    mean = np.mean([float(r["si_snr_i"]) for r in rows])
+    assert f"si_snr_i: {mean:.2f}" in stdout
+    code, _, err = cli(capsys, "evaluate", "--model", str(model), str(data), "--csv", str(out))
+    assert code == 1 and "already exists" in err
+
+
+def test_evaluate_rejects_a_model_for_another_rate(mixed: Path, tmp_path: Path) -> None:
+    data = mixed / "wav8k" / "min" / "test"
+    result = run_cli("evaluate", "--model", "tdanet-tiny", str(data), "--csv", str(tmp_path / "x"))
+    assert result.returncode == 1
+    assert "sample rate 8000 Hz, but the model or recipe uses 16000 Hz" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "x").exists()
