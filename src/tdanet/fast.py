@@ -38,9 +38,34 @@ Moments = tuple[torch.Tensor, torch.Tensor]
 Affine = tuple[torch.Tensor, torch.Tensor]
 
 
+# Rows per slice when squaring for per-channel moments: the squares stay in cache.
+_MOMENT_ROWS = 256
+# Elements per partial dot product in total moments: float32 BLAS dots over millions of
+# elements lose ~1e-5 relative accuracy, which the variance's cancellation would amplify.
+_DOT_CHUNK = 4096
+
+
 def time_moments(x: torch.Tensor) -> Moments:
-    """(batch, T, C) -> (sum over time, sum of squares over time), each (batch, C)."""
-    return x.sum(1), torch.linalg.vecdot(x, x, dim=1)
+    """(batch, T, C) -> (sum over time, sum of squares over time), each (batch, C), float64."""
+    parts = [torch.linalg.vecdot(part, part, dim=1) for part in x.split(_MOMENT_ROWS, dim=1)]
+    return x.sum(1).double(), torch.stack(parts).double().sum(0)
+
+
+def total_moments(x: torch.Tensor) -> Moments:
+    """(batch, T, C) -> (sum, sum of squares) over time and channels, each (batch, 1), float64.
+
+    Enough for a gLN that is not preceded by a per-channel gain: two passes at BLAS speed
+    instead of per-channel reductions.
+    """
+    flat = x.reshape(x.shape[0], -1)
+    squares = []
+    for item in flat:
+        whole = item.shape[0] // _DOT_CHUNK * _DOT_CHUNK
+        chunks = item[:whole].view(-1, 1, _DOT_CHUNK)
+        tail = item[whole:]
+        partial = torch.bmm(chunks, chunks.transpose(1, 2)).double().sum()
+        squares.append(partial + torch.dot(tail, tail).double())
+    return flat.sum(1, keepdim=True).double(), torch.stack(squares)[:, None]
 
 
 def gln_scale_shift(
@@ -54,18 +79,19 @@ def gln_scale_shift(
 ) -> Affine:
     """Per-channel ``(scale, shift)`` with ``gLN(gain * x + offset) == x * scale + shift``.
 
-    ``moments`` are :func:`time_moments` of x (batch, ``length``, C); ``gamma``, ``beta``
-    (C,) and ``eps`` are the gLN's. ``gain`` and ``offset`` broadcast against (batch, C)
-    (default 1 and 0; leading dims stack several maps). Returns tensors of shape
-    (..., batch, 1, C), ready to broadcast over (batch, T, C).
+    ``moments`` are :func:`time_moments` of x (batch, ``length``, C), or without a
+    ``gain`` also :func:`total_moments`; ``gamma``, ``beta`` (C,) and ``eps`` are the gLN's.
+    ``gain`` and ``offset`` broadcast against (batch, C) (default 1 and 0; leading dims stack
+    several maps). Returns tensors of shape (..., batch, 1, C), ready to broadcast over
+    (batch, T, C).
     """
-    s1, s2 = moments
+    s1, s2 = moments  # float64: the variance is a difference of nearly equal numbers
     if gain is not None:
         s1, s2 = gain * s1, gain * gain * s2
         if offset is not None:
             s2 = s2 + (2.0 * offset) * s1 + (offset * offset) * length
             s1 = s1 + offset * length
-    count = s1.shape[-1] * length
+    count = gamma.shape[-1] * length
     mean = s1.sum(-1, keepdim=True) / count
     var = (s2.sum(-1, keepdim=True) / count - mean * mean).clamp_min(0.0)
     scale = gamma * torch.rsqrt(var + eps)
@@ -74,7 +100,7 @@ def gln_scale_shift(
         if offset is not None:
             shift = shift + offset * scale
         scale = gain * scale
-    return scale.unsqueeze(-2), shift.unsqueeze(-2)
+    return scale.to(gamma.dtype).unsqueeze(-2), shift.to(gamma.dtype).unsqueeze(-2)
 
 
 def nearest_index(source: int, target: int, device: torch.device) -> torch.Tensor:
@@ -101,13 +127,27 @@ class _Context:
         self.indices: dict[tuple[int, int], torch.Tensor] = {}
         self.positions: dict[int, torch.Tensor] = {}
         self.pairs: dict[tuple[int, int], bool] = {}
+        self.buffers: dict[tuple[object, ...], torch.Tensor] = {}
 
-    def resize(self, x: torch.Tensor, length: int) -> torch.Tensor:
-        """Nearest resize along time, (..., T, C) -> (..., length, C)."""
+    def buffer(self, name: str, like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """A scratch tensor reused by every unfolding (its previous content is dead by then).
+
+        Long inputs make every full-size tensor a fresh zeroed mapping from the OS, which
+        costs as much as a pass over it; reusing avoids that.
+        """
+        key = (name, *shape)
+        if key not in self.buffers:
+            self.buffers[key] = like.new_empty(shape)
+        return self.buffers[key]
+
+    def resize(self, x: torch.Tensor, length: int, name: str = "resize") -> torch.Tensor:
+        """Nearest resize along time, (..., T, C) -> (..., length, C), into scratch ``name``."""
         source = x.shape[-2]
         if source == length:
             return x
-        return x.index_select(-2, self.index(source, length, x.device))
+        index = self.index(source, length, x.device)
+        shape = (*x.shape[:-2], length, x.shape[-1])
+        return torch.index_select(x, -2, index, out=self.buffer(name, x, shape))
 
     def index(self, source: int, length: int, device: torch.device) -> torch.Tensor:
         """:func:`nearest_index` (source -> length), cached."""
@@ -151,6 +191,31 @@ class _Norm(nn.Module):
         return gln_scale_shift(moments, length, self.gamma, self.beta, self.eps, gain, offset)
 
 
+def normalized_projection(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, norm: _Norm
+) -> torch.Tensor:
+    """``gLN(x @ weight + bias)``: x (batch, T, C_in), weight (C_in, C_out) -> (batch, T, C_out).
+
+    The output's gLN statistics follow from the input's channel sums and Gram matrix
+    (C_in x C_in, cheaper than the product when C_in < C_out), so the norm is folded into
+    the product's weights and the output is written once.
+    """
+    length = x.shape[1]
+    column = x.sum(1).double()  # (batch, C_in)
+    gram = torch.bmm(x.transpose(1, 2), x).double()
+    w, b = weight.double(), bias.double()
+    projected = column @ w  # (batch, C_out): output sums over time minus the bias part
+    s1 = projected.sum(-1, keepdim=True) + length * b.sum()
+    s2 = (
+        ((gram @ w) * w).sum((-2, -1))[:, None]
+        + 2.0 * (projected @ b)[:, None]
+        + length * (b * b).sum()
+    )
+    scale, shift = gln_scale_shift((s1, s2), length, norm.gamma, norm.beta, norm.eps)
+    folded_bias = (b * scale + shift).to(x.dtype)  # (batch, 1, C_out)
+    return torch.baddbmm(folded_bias, x, (w * scale).to(x.dtype))
+
+
 class _DepthwiseConv(nn.Module):
     """A depthwise convolution on time-major features, run as a channels-last 2-D conv."""
 
@@ -187,10 +252,15 @@ class _DepthwiseNorm(nn.Module):
         self.conv = _DepthwiseConv(block.conv)
         self.norm = _Norm(block.norm)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Moments, Affine]:
-        """(batch, T, C) -> raw conv output d, its moments, and (a, b): ConvNorm = d * a + b."""
+    def forward(
+        self, x: torch.Tensor, per_channel: bool = False
+    ) -> tuple[torch.Tensor, Moments, Affine]:
+        """(batch, T, C) -> raw conv output d, its moments, and (a, b): ConvNorm = d * a + b.
+
+        The moments are per channel (:func:`time_moments`) only when ``per_channel``.
+        """
         d = self.conv(x)
-        moments = time_moments(d)
+        moments = time_moments(d) if per_channel else total_moments(d)
         return d, moments, self.norm.affine(moments, d.shape[1])
 
 
@@ -275,32 +345,32 @@ def _gate_and_shift(
     """``(d * scale + offset) * up(gate) + up(shift)``: d (batch, T, N), guides (batch, T_g, N).
 
     Computed as ``d * up(scale * gate) + up(offset * gate + shift)``, forming the products at
-    the coarser of the two lengths.
+    the coarser of the two lengths. Overwrites and returns ``d`` (no new full-size buffer).
     """
     length = d.shape[1]
     if gate.shape[1] > length:
-        gate, shift = ctx.resize(gate, length), ctx.resize(shift, length)
-    mul = scale * gate
+        gate, shift = ctx.resize(gate, length, "gate"), ctx.resize(shift, length, "shift")
     add = torch.addcmul(shift, offset, gate)
+    mul = gate.mul_(scale)
     source = mul.shape[1]
     if source == length:
-        return torch.addcmul(add, d, mul)
+        return torch.addcmul(add, d, mul, out=d)
     if ctx.doubles(source, length, d.device):
-        return _doubled_multiply_add(d, mul, add)
+        return _doubled_multiply_add_(d, mul, add)
     both = ctx.resize(torch.cat([mul, add], dim=-1), length)
     mul, add = both.split(d.shape[-1], dim=-1)
-    return torch.addcmul(add, d, mul)
+    return torch.addcmul(add, d, mul, out=d)
 
 
-def _doubled_multiply_add(d: torch.Tensor, mul: torch.Tensor, add: torch.Tensor) -> torch.Tensor:
-    """``d * up(mul) + up(add)`` where ``up`` repeats each row twice (crops to d's length).
+def _doubled_multiply_add_(d: torch.Tensor, mul: torch.Tensor, add: torch.Tensor) -> torch.Tensor:
+    """``d * up(mul) + up(add)`` in place, where ``up`` repeats each row twice (cropped to T).
 
     d (batch, T, C); mul, add (batch, T_g, C) with T_g >= T // 2 (and >= ceil(T / 2) when T
     is odd). Broadcasting over a pair axis avoids materialising the upsampled guides.
     """
     batch, length, channels = d.shape
     pairs = length // 2
-    out = torch.empty_like(d)
+    out = d
     torch.addcmul(
         add[:, :pairs, None],
         d[:, : 2 * pairs].view(batch, pairs, 2, channels),
@@ -326,8 +396,9 @@ class _DepthwiseFusion(nn.Module):
         dl, _, (scale, offset) = self.local(local)
         ga, _, (ga_scale, ga_shift) = self.act(glob)
         ge, _, (ge_scale, ge_shift) = self.embed(glob)
-        gate = torch.sigmoid(torch.addcmul(ga_shift, ga, ga_scale))
-        shift = torch.addcmul(ge_shift, ge, ge_scale)
+        # In place: ga and ge are this step's own conv outputs.
+        gate = torch.addcmul(ga_shift, ga, ga_scale, out=ga).sigmoid_()
+        shift = torch.addcmul(ge_shift, ge, ge_scale, out=ge)
         return _gate_and_shift(dl, scale, offset, gate, shift, ctx)
 
 
@@ -395,10 +466,10 @@ class _FrameAttention(nn.Module):
         h = torch.matmul(h, self.matrix).add_(ctx.positions[frames])
         x = x + F.layer_norm(h, (self.channels,), self.out_gain, self.out_bias, self.out_eps)
         h = torch.matmul(x, self.fc1)
-        scale, shift = self.fc1_norm.affine(time_moments(h), frames)
+        scale, shift = self.fc1_norm.affine(total_moments(h), frames)
         h = F.relu(self.dwconv(torch.addcmul(shift, h, scale)))
         h = torch.matmul(h, self.fc2)
-        scale, shift = self.fc2_norm.affine(time_moments(h), frames)
+        scale, shift = self.fc2_norm.affine(total_moments(h), frames)
         return torch.addcmul(x + shift, h, scale)
 
 
@@ -419,7 +490,6 @@ class _FastUBlock(nn.Module):
 
     proj_weight: torch.Tensor
     proj_bias: torch.Tensor
-    proj_slope: torch.Tensor
     res_weight: torch.Tensor
     res_bias: torch.Tensor
 
@@ -430,7 +500,7 @@ class _FastUBlock(nn.Module):
         self.register_buffer("proj_weight", _frozen(proj.conv.weight[..., 0]).t())
         self.register_buffer("proj_bias", _frozen(proj.conv.bias))
         self.proj_norm = _Norm(proj.norm)
-        self.register_buffer("proj_slope", _frozen(proj.act.weight))
+        self.proj_slope = float(_frozen(proj.act.weight).item())
         self.levels = nn.ModuleList(
             [_DepthwiseNorm(cast(ConvNorm, block)) for block in unet.spp_dw]
         )
@@ -452,16 +522,14 @@ class _FastUBlock(nn.Module):
     def forward(self, x: torch.Tensor, ctx: _Context) -> torch.Tensor:
         """(batch, frames, out_channels) -> same shape."""
         batch, frames, _ = x.shape
-        h = torch.addmm(self.proj_bias, x.reshape(batch * frames, -1), self.proj_weight)
-        h = h.view(batch, frames, -1)
-        scale, shift = self.proj_norm.affine(time_moments(h), frames)
-        h = F.prelu(torch.addcmul(shift, h, scale), self.proj_slope)
+        h = normalized_projection(x, self.proj_weight, self.proj_bias, self.proj_norm)
+        h = F.leaky_relu_(h, self.proj_slope)  # a one-parameter PReLU
         raw: list[tuple[torch.Tensor, Moments, Affine]] = []  # level k = d * a + b
-        for level in self.levels:
+        for k, level in enumerate(self.levels):
             if raw:
                 d, _, (a, b) = raw[-1]
-                h = torch.addcmul(b, d, a)
-            raw.append(level(h))
+                h = torch.addcmul(b, d, a, out=ctx.buffer("level", d, d.shape))
+            raw.append(level(h, per_channel=k in self.needed))
         d, _, (a, b) = raw[-1]
         top_length = d.shape[1]
         glob = torch.addcmul(b, d, a)
@@ -539,7 +607,7 @@ class FastTDANet(nn.Module):
         embedding = F.conv1d(padded.unsqueeze(1), self.encoder, stride=hop, padding=kernel // 2)
         embedding = embedding.transpose(1, 2).contiguous()  # (batch, frames, K)
         batch, frames, _ = embedding.shape
-        scale, shift = self.ln.affine(time_moments(embedding), frames)
+        scale, shift = self.ln.affine(total_moments(embedding), frames)
         x0 = torch.matmul(torch.addcmul(shift, embedding, scale), self.bottleneck_weight)
         x0 = x0.add_(self.bottleneck_bias)
         ctx = _Context()
