@@ -54,6 +54,7 @@ def test_resume_continues_exactly(corpus: Path, tmp_path: Path) -> None:
     assert checkpoint_metadata(straight.best)["recipe"]["data"]["root"] == str(corpus)
     assert (straight.output_dir / "splits.json").is_file()
     assert (straight.output_dir / "logs" / "csv" / "metrics.csv").is_file()
+    assert (resumed.output_dir / "logs" / "csv-1" / "metrics.csv").is_file()
     # Without --resume, an existing run is never overwritten.
     with pytest.raises(ConfigError, match="previous run"):
         train(load_recipe(RECIPE, tiny_overrides(corpus, tmp_path / "b", 2)))
@@ -85,3 +86,45 @@ def test_too_few_speakers_fails_before_training(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="4 speakers is too few"):
         train(load_recipe(RECIPE, tiny_overrides(small, tmp_path / "run", 1)))
     assert not (tmp_path / "run").exists()
+
+
+def test_paper_recipe_trains_on_a_generated_librimix(tmp_path: Path) -> None:
+    from ..data.test_layouts import librimix
+
+    root = librimix(tmp_path / "Libri2Mix", noise=False)
+    recipe = load_recipe(
+        RECIPE.parent / "libri2mix.yaml",
+        [
+            f"data.root={root}",
+            f"output_dir={tmp_path / 'run'}",
+            "model.preset=tdanet-tiny",
+            "model.config={}",
+            "data.train_split=train-360",
+            "data.segment=0.5",
+            "data.valid_segment=null",
+            "data.num_workers=0",
+            "trainer.max_epochs=1",
+            "trainer.accelerator=cpu",
+            "trainer.progress_bar=false",
+            "trainer.loggers=[]",
+        ],
+    )
+    result = train(recipe)
+    metadata = checkpoint_metadata(result.best)
+    assert metadata["global_step"] == 3  # 3 mixtures, batch 1
+    assert load_model(result.best).config.sample_rate == 8000
+
+
+@pytest.mark.parametrize("name", ["wham.yaml", "lrs2mix.yaml"])
+def test_paper_recipes_read_their_layouts(tmp_path: Path, name: str) -> None:
+    from tdanet.train.datamodule import build_training_data
+
+    from ..synthetic_speech import write_split
+
+    recipe = load_recipe(RECIPE.parent / name, [f"data.root={tmp_path}"])
+    mix = {"wham.yaml": "mix_both", "lrs2mix.yaml": "mix"}[name]
+    for split in ("tr", "cv"):
+        write_split(tmp_path / split, mix, rate=recipe.data.sample_rate, seconds=3.5)
+    data = build_training_data(recipe.data, recipe.seed)
+    mixture, sources, _ = data.train[(0, 0)]  # type: ignore[index]
+    assert mixture.shape == (3 * recipe.data.sample_rate,) and sources.shape[0] == 2

@@ -133,9 +133,10 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
     ]
     loggers: list[Any] = []
     if "csv" in recipe.trainer.loggers:
-        loggers.append(CSVLogger(output, name="logs", version="csv"))
+        loggers.append(CSVLogger(output, name="logs", version=log_version(output, "csv")))
     if "tensorboard" in recipe.trainer.loggers:
-        loggers.append(TensorBoardLogger(output, name="logs", version="tensorboard"))
+        version = log_version(output, "tensorboard")
+        loggers.append(TensorBoardLogger(output, name="logs", version=version))
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     options = recipe.trainer
@@ -172,6 +173,16 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
         package_checkpoint.best,
         trainer.is_global_zero,
     )
+
+
+def log_version(output: Path, kind: str) -> str:
+    """``csv``, then ``csv-1``, ``csv-2`` for resumed runs: Lightning would erase old logs."""
+    if not (output / "logs" / kind).exists():
+        return kind
+    count = 1
+    while (output / "logs" / f"{kind}-{count}").exists():
+        count += 1
+    return f"{kind}-{count}"
 
 
 def write_run_files(
