@@ -67,3 +67,12 @@ def test_loss_is_minus_mean_score_and_has_gradients() -> None:
 def test_shape_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="differ"):
         pit_si_snr(torch.randn(1, 2, 10), torch.randn(1, 3, 10))
+
+
+def test_pit_works_in_training_after_inference_mode() -> None:
+    targets = torch.randn(1, 2, 100)
+    with torch.inference_mode():
+        pit_si_snr(targets.clone(), targets.clone())
+    estimates = torch.randn(1, 2, 100, requires_grad=True)
+    pit_neg_si_snr(estimates, targets).backward()
+    assert estimates.grad is not None

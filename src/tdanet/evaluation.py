@@ -10,7 +10,7 @@ import csv
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,24 @@ def evaluate(
             )
         )
         yield row
+
+
+def mean_si_snri(
+    model: torch.nn.Module, items: Iterable[tuple[torch.Tensor, torch.Tensor, str]]
+) -> float:
+    """Mean SI-SNR improvement (dB, PIT) of ``model`` over (mixture (T,), sources (C, T), name)
+    items, as the training's validation computes it."""
+    from .losses import pit_si_snr, si_snr
+
+    gains = []
+    with torch.inference_mode():
+        for mixture, sources, _ in items:
+            score, _ = pit_si_snr(model(mixture.unsqueeze(0)).float(), sources.unsqueeze(0))
+            baseline = si_snr(mixture.expand_as(sources), sources).mean()
+            gains.append(float(score[0] - baseline))
+    if not gains:
+        raise DataError("no items to score")
+    return float(np.mean(gains))
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:

@@ -40,9 +40,15 @@ def pairwise_si_snr(estimates: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 
 @lru_cache(maxsize=8)
+def permutations_list(num_sources: int) -> tuple[tuple[int, ...], ...]:
+    """All C! orderings of C sources (cached as plain tuples, never as tensors: a tensor made
+    under ``torch.inference_mode`` could not be reused in training)."""
+    return tuple(itertools.permutations(range(num_sources)))
+
+
 def permutations_tensor(num_sources: int) -> torch.Tensor:
     """All C! orderings of C sources as a (C!, C) long tensor; row p maps target j -> estimate."""
-    return torch.tensor(list(itertools.permutations(range(num_sources))), dtype=torch.long)
+    return torch.tensor(permutations_list(num_sources), dtype=torch.long)
 
 
 def best_permutation(pairwise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,13 +27,15 @@ DDP_STRATEGY = "ddp_find_unused_parameters_true"
 
 @dataclass
 class TrainResult:
-    """Where a run left its files, and its best validation loss."""
+    """Where a run left its files, its best validation loss, and the trained network."""
 
     output_dir: Path
     best: Path
     last: Path
     best_val_loss: float
-    global_zero: bool = True
+    global_zero: bool
+    model: TDANet
+    global_step: int
 
 
 def build_model(recipe: Recipe) -> TDANet:
@@ -160,8 +162,9 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
         use_distributed_sampler=False,
         enable_model_summary=False,
     )
+    module = SeparationModule(model, recipe.optim, recipe.seed)
     trainer.fit(
-        SeparationModule(model, recipe.optim, recipe.seed),
+        module,
         datamodule=SeparationDataModule(data, recipe.data, recipe.seed),
         ckpt_path=ckpt_path,
         weights_only=True,
@@ -172,6 +175,8 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
         checkpoints / "last.pt",
         package_checkpoint.best,
         trainer.is_global_zero,
+        module.model,
+        trainer.global_step,
     )
 
 
