@@ -39,7 +39,8 @@ class SeparationModule(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         mixture, sources, _ = batch
-        loss = pit_neg_si_snr(self.model(mixture), sources)
+        # Scores in float32 even under mixed precision (sums of squares overflow in fp16).
+        loss = pit_neg_si_snr(self.model(mixture).float(), sources)
         self.log(
             "train_loss",
             loss,
