@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from . import __version__
 from .errors import TDANetError
 
-COMMANDS: tuple[str, ...] = ("info", "corpus", "separate", "mix", "train", "evaluate", "serve")
+COMMANDS: tuple[str, ...] = ("info", "corpus", "separate", "mix", "train", "evaluate", "serve", "profile", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,231 @@
+"""Model cost as in the paper's Table 3: parameters, MACs, CPU real-time factor, memory, GPU time.
+
+* MACs: counted by ptflops (aten backend: every matrix product and convolution the eager
+  model runs, functional calls included) on the plain eager model, reported per second of
+  audio at the model's sample rate.
+* CPU time per second of audio ("CPU RTF") with one intra-op thread, best of N runs, for the
+  fast path (:func:`tdanet.fast.optimize_for_inference`, the default everywhere) and the
+  plain eager model; process CPU time and wall time are both given.
+* Peak memory: the largest resident-set growth (RSS, sampled every millisecond from
+  /proc/self/statm) during one forward call, over the RSS before it: what the call adds to
+  the process, allocator caching included.
+* GPU forward and forward+backward time and peak allocated memory, only when CUDA is there.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from .fast import optimize_for_inference
+from .model import PRESETS, TDANet, TDANetConfig
+
+# Table 3 of the paper (MACs per second of 16 kHz audio).
+PAPER_MACS: dict[str, float] = {"tdanet": 4.7e9, "tdanet-large": 9.1e9}
+
+
+@dataclass
+class Timing:
+    """Seconds per second of audio: process CPU time and wall time (best of ``runs``)."""
+
+    cpu: float
+    wall: float
+    runs: int
+
+
+@dataclass
+class ProfileReport:
+    model: str
+    config: dict[str, Any]
+    seconds: float
+    parameters: int
+    macs_per_second: float
+    macs_counter: str
+    paper_macs_per_second: float | None
+    threads: int
+    fast: Timing
+    eager: Timing | None
+    speedup: float | None
+    fast_peak_memory_mb: float | None
+    eager_peak_memory_mb: float | None
+    memory_method: str
+    gpu: dict[str, float] | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def paper_macs(config: TDANetConfig) -> float | None:
+    """The paper's MACs per second for this architecture, if it is one of Table 3's."""
+    for name, macs in PAPER_MACS.items():
+        preset = PRESETS[name]
+        if config.replace(attention=preset.attention) == preset:
+            return macs
+    return None
+
+
+def count_macs(model: TDANet, seconds: float) -> int:
+    """Multiply-accumulates of one forward pass of ``model`` on ``seconds`` of audio (batch 1)."""
+    from ptflops import get_model_complexity_info
+
+    samples = max(1, round(seconds * model.config.sample_rate))
+    macs, _ = get_model_complexity_info(
+        model,
+        (samples,),
+        input_constructor=lambda shape: {"waveform": torch.zeros(1, *shape)},
+        as_strings=False,
+        backend="aten",
+        print_per_layer_stat=False,
+        verbose=False,
+    )
+    return int(macs or 0)
+
+
+def time_per_second(
+    fn: Callable[[torch.Tensor], Any], waveform: torch.Tensor, seconds: float, runs: int
+) -> Timing:
+    """Best-of-``runs`` CPU and wall seconds of ``fn(waveform)`` per second of audio (after
+    one untimed warm-up call)."""
+    with torch.inference_mode():
+        fn(waveform)
+        cpu, wall = [], []
+        for _ in range(runs):
+            start_cpu, start_wall = time.process_time(), time.perf_counter()
+            fn(waveform)
+            cpu.append(time.process_time() - start_cpu)
+            wall.append(time.perf_counter() - start_wall)
+    return Timing(cpu=min(cpu) / seconds, wall=min(wall) / seconds, runs=runs)
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def peak_rss_growth(fn: Callable[[], Any]) -> float | None:
+    """Largest RSS growth in MiB while ``fn()`` runs (sampled each millisecond), or None
+    where /proc/self/statm is not available."""
+    baseline = _rss_bytes()
+    if baseline is None:
+        return None
+    peak = baseline
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _rss_bytes() or 0)
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        sampler.join()
+    peak = max(peak, _rss_bytes() or 0)
+    return (peak - baseline) / 2**20
+
+
+def gpu_timings(model: TDANet, seconds: float, runs: int) -> dict[str, float] | None:
+    """CUDA forward (fast and eager), forward+backward (eager, as in training) seconds per
+    call on ``seconds`` of audio, and peak allocated MiB; None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    device = torch.device("cuda")
+    eager = TDANet(model.config).to(device)
+    eager.load_state_dict(model.state_dict())
+    eager.eval()
+    fast = optimize_for_inference(eager)
+    waveform = torch.randn(1, max(1, round(seconds * model.config.sample_rate)), device=device)
+
+    def best(fn: Callable[[], Any]) -> float:
+        fn()
+        torch.cuda.synchronize(device)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            fn()
+            torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    def backward() -> None:
+        eager.zero_grad(set_to_none=True)
+        eager(waveform).square().mean().backward()
+
+    with torch.inference_mode():
+        forward_fast = best(lambda: fast(waveform))
+        forward_eager = best(lambda: eager(waveform))
+    torch.cuda.reset_peak_memory_stats(device)
+    eager.train()
+    backward_s = best(backward)
+    train_peak = torch.cuda.max_memory_allocated(device) / 2**20
+    return {
+        "forward_fast_s": forward_fast,
+        "forward_eager_s": forward_eager,
+        "forward_backward_s": backward_s,
+        "train_peak_memory_mb": train_peak,
+    }
+
+
+def profile_model(
+    model: TDANet,
+    *,
+    name: str,
+    seconds: float = 1.0,
+    runs: int = 3,
+    eager: bool = True,
+    macs: bool = True,
+) -> ProfileReport:
+    """Measure ``model`` on ``seconds`` of random audio with one CPU thread (restored after).
+
+    ``eager=False`` skips timing the plain eager model (slow on long inputs); ``macs=False``
+    skips counting.
+    """
+    if seconds <= 0:
+        raise ValueError(f"seconds must be positive, got {seconds}")
+    model = model.eval()
+    samples = max(1, round(seconds * model.config.sample_rate))
+    seconds = samples / model.config.sample_rate
+    generator = torch.Generator().manual_seed(0)
+    waveform = torch.randn(1, samples, generator=generator)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fast = optimize_for_inference(model)
+        fast_timing = time_per_second(fast, waveform, seconds, runs)
+        eager_timing = time_per_second(model, waveform, seconds, runs) if eager else None
+        with torch.inference_mode():
+            fast_memory = peak_rss_growth(lambda: fast(waveform))
+            eager_memory = peak_rss_growth(lambda: model(waveform)) if eager else None
+        count = count_macs(model, seconds) if macs else 0
+    finally:
+        torch.set_num_threads(threads)
+    return ProfileReport(
+        model=name,
+        config=model.config.to_dict(),
+        seconds=seconds,
+        parameters=sum(p.numel() for p in model.parameters()),
+        macs_per_second=count / seconds,
+        macs_counter="ptflops (aten backend)" if macs else "not counted",
+        paper_macs_per_second=paper_macs(model.config),
+        threads=1,
+        fast=fast_timing,
+        eager=eager_timing,
+        speedup=eager_timing.cpu / fast_timing.cpu if eager_timing else None,
+        fast_peak_memory_mb=fast_memory,
+        eager_peak_memory_mb=eager_memory,
+        memory_method="peak RSS growth during one forward call (sampled every 1 ms)",
+        gpu=gpu_timings(model, seconds, runs),
+    )
