@@ -50,3 +50,22 @@ def test_missing_root_and_missing_file(tmp_path: Path) -> None:
         load_recipe(RECIPES / "small-cpu.yaml")
     with pytest.raises(ConfigError, match="no such recipe file"):
         load_recipe(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "strategy"),
+    [
+        (["trainer.devices=1"], "auto"),
+        (["trainer.devices=2"], "ddp_find_unused_parameters_true"),
+        (["trainer.devices=0,1"], "ddp_find_unused_parameters_true"),
+        (["trainer.devices=1", "trainer.num_nodes=2"], "ddp_find_unused_parameters_true"),
+        (["trainer.devices=2", "trainer.strategy=ddp_spawn"], "ddp_spawn"),
+    ],
+)
+def test_several_processes_get_ddp_with_unused_parameters(
+    overrides: list[str], strategy: str
+) -> None:
+    from tdanet.train.run import trainer_strategy
+
+    recipe = load_recipe(RECIPES / "small-cpu.yaml", ["data.root=/x", *overrides])
+    assert trainer_strategy(recipe) == strategy

@@ -19,7 +19,7 @@ from .recipe import DataSection
 
 Item = tuple[torch.Tensor, torch.Tensor, str]
 # Streams keep the random draws of the splits of one seed apart.
-TRAIN_STREAM, VALID_STREAM, TEST_STREAM = 0, 1, 2
+TRAIN_STREAM, VALID_STREAM = 0, 1
 
 
 @dataclass

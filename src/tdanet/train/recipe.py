@@ -59,7 +59,6 @@ class DataSection:
     length_mode: Literal["min", "max"] = "min"
     train_split: str | None = None
     valid_split: str | None = None
-    test_split: str | None = None
     # Dynamic mixing (kind: speakers).
     valid_speakers: float = 0.1
     test_speakers: float = 0.1

@@ -70,11 +70,26 @@ def build_model(recipe: Recipe) -> TDANet:
     return TDANet(config).train()
 
 
+def device_count(devices: int | str, accelerator: str) -> int:
+    """How many devices per node Lightning will use for a ``devices`` setting."""
+    if isinstance(devices, int):
+        return devices
+    text = devices.strip()
+    if text in ("auto", "-1"):
+        import torch
+
+        if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+            return torch.cuda.device_count()
+        return 1
+    if "," in text or text.startswith("["):
+        return len([part for part in text.strip("[]").split(",") if part.strip()])
+    return int(text) if text.isdigit() else 1
+
+
 def trainer_strategy(recipe: Recipe) -> str:
     """``auto`` becomes DDP with unused parameters allowed when several processes train."""
     trainer = recipe.trainer
-    several = trainer.num_nodes > 1 or (isinstance(trainer.devices, int) and trainer.devices > 1)
-    several = several or (isinstance(trainer.devices, str) and trainer.devices not in ("auto", "1"))
+    several = trainer.num_nodes > 1 or device_count(trainer.devices, trainer.accelerator) > 1
     if trainer.strategy == "auto" and several:
         return DDP_STRATEGY
     return trainer.strategy
