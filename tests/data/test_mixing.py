@@ -124,3 +124,23 @@ def test_epoch_sampler_shards_and_shuffles() -> None:
     assert {e for e, _ in epoch1} == {1} and [i for _, i in epoch0] != [i for _, i in epoch1]
     with pytest.raises(DataError, match="cannot be shared among 4 processes"):
         EpochSampler(3, seed=0, shuffle=False, world_size=4)
+
+
+def test_silent_windows_are_drawn_again(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from ..synthetic_speech import voice
+
+    for speaker in range(2):
+        # Mostly silence: a 0.25 s window lands in it more often than not.
+        signal = np.concatenate([np.zeros(int(1.5 * RATE)), voice(speaker, 0.5, RATE, 0)])
+        path = tmp_path / f"s{speaker}" / "a.wav"
+        path.parent.mkdir()
+        sf.write(path, signal.astype(np.float32), RATE)
+    config = MixingConfig(sample_rate=RATE, segment=0.25, gain="snr")
+    drawer = MixtureDrawer(index_sources(tmp_path), config)
+    silent = 0
+    for seed in range(20):
+        rms = np.sqrt(np.mean(drawer.draw(np.random.default_rng(seed)).sources ** 2, axis=-1))
+        silent += int((rms < 1e-4).sum())
+    assert silent <= 8  # of 40 sources; about 29 would be silent without the retries

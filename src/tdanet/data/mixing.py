@@ -29,6 +29,9 @@ from .sources import Utterance, group_by_speaker
 GainMode = Literal["loudness", "snr"]
 LengthMode = Literal["min", "max"]
 Weighting = Literal["uniform", "sqrt_duration", "duration"]
+# Excerpts quieter than this RMS (about -80 dBFS) are drawn again, up to SILENCE_RETRIES times.
+SILENCE_RMS = 1e-4
+SILENCE_RETRIES = 8
 
 
 @dataclass(frozen=True)
@@ -214,18 +217,22 @@ class MixtureDrawer:
             speed = 1.0
             if config.speed_perturb is not None:
                 speed = float(rng.uniform(*config.speed_perturb))
-            signal, start = load_excerpt(utt, config, rng, speed)
+            # A window of silence would make the source's SI-SNR meaningless: look again.
+            for _ in range(SILENCE_RETRIES):
+                signal, start = load_excerpt(utt, config, rng, speed)
+                if config.segment_samples is not None:
+                    signal = fit_length(signal, config.segment_samples, rng)
+                if float(np.sqrt(np.mean(np.square(signal)))) > SILENCE_RMS:
+                    break
             signals.append(signal)
             info_sources.append(
                 {"speaker": speaker, "path": str(utt.path), "start": start, "speed": speed}
             )
         length = config.segment_samples
-        if length is not None:
-            signals = [fit_length(s, length, rng) for s in signals]
-        elif config.mode == "min":
+        if length is None and config.mode == "min":
             length = min(s.shape[0] for s in signals)
             signals = [s[:length] for s in signals]
-        else:
+        elif length is None:
             length = max(s.shape[0] for s in signals)
             signals = [np.pad(s, (0, length - s.shape[0])) for s in signals]
         sources = np.stack(signals).astype(np.float32)

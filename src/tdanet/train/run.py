@@ -111,7 +111,12 @@ def resume_path(recipe: Recipe, resume: str | Path | None) -> Path | None:
 
 def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
     """Train as the recipe says; data and config errors are raised before training starts."""
-    import lightning as L
+    try:
+        import lightning as L
+    except ImportError:
+        raise ConfigError(
+            "training needs PyTorch Lightning; run `pip install 'tdanet[train]'`"
+        ) from None
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     from lightning.pytorch.utilities import rank_zero_only
