@@ -133,7 +133,7 @@ def split_speakers(
         raise DataError(
             f"{total} speakers is too few for {num_sources}-speaker mixtures with speaker-disjoint "
             f"splits (train {n_train}, valid {n_valid}, test {n_test}; each needs at least "
-            f"{num_sources}); add speakers or lower data.valid_speakers/data.test_speakers"
+            f"{num_sources}); add speakers or hold out fewer (valid_speakers, test_speakers)"
         )
     order = np.random.default_rng([seed, 7919]).permutation(sorted(speakers))
     chosen = [str(s) for s in order]
