@@ -1,4 +1,4 @@
-"""Checkpoints in this package's format: ``best.pt`` (lowest validation loss) and ``last.pt``."""
+"""Callbacks: checkpoints in this package's format (``best.pt``, ``last.pt``), progress bar."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
 
 from ..checkpoint import save_checkpoint
 from ..model import TDANet
@@ -55,3 +56,14 @@ class PackageCheckpoint(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = float(state_dict["best"])
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's progress bar without the logger version (our log folders are named)."""
+
+    def get_metrics(
+        self, trainer: L.Trainer, pl_module: L.LightningModule
+    ) -> dict[str, int | str | float | dict[str, float]]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items

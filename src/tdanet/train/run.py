@@ -121,7 +121,7 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     from lightning.pytorch.utilities import rank_zero_only
 
-    from .callbacks import PackageCheckpoint
+    from .callbacks import PackageCheckpoint, ProgressBar
     from .datamodule import SeparationDataModule, build_training_data
     from .module import SeparationModule
 
@@ -161,6 +161,8 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
         loggers.append(TensorBoardLogger(output, name="logs", version=version))
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    if recipe.trainer.progress_bar:
+        callbacks.append(ProgressBar())
     options = recipe.trainer
     trainer = L.Trainer(
         accelerator=options.accelerator,
