@@ -161,3 +161,11 @@ def test_fit_length_crops_and_pads() -> None:
     assert audio.fit_length(data, 3).shape == (2, 3)
     padded = audio.fit_length(data, 7)
     assert padded.shape == (2, 7) and padded[:, 5:].sum() == 0
+
+
+def test_folder_search_skips_the_output_folder(tmp_path: Path) -> None:
+    (tmp_path / "separated").mkdir()
+    (tmp_path / "take.wav").write_bytes(b"")
+    (tmp_path / "separated" / "take_spk1.wav").write_bytes(b"")
+    files, errors = audio.expand_inputs([str(tmp_path)], exclude=tmp_path / "separated")
+    assert [f.path.name for f in files] == ["take.wav"] and errors == []

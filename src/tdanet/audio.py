@@ -355,13 +355,17 @@ class InputFile:
     relative_dir: Path
 
 
-def expand_inputs(inputs: Iterable[str]) -> tuple[list[InputFile], list[str]]:
+def expand_inputs(
+    inputs: Iterable[str], *, exclude: Path | None = None
+) -> tuple[list[InputFile], list[str]]:
     """Expand files, folders (recursively, by :data:`AUDIO_EXTENSIONS`) and glob patterns.
 
     Returns the files in order (duplicates dropped) and one error line for each input that
     names nothing usable. Files found inside a folder keep their path relative to it as
-    ``relative_dir``, so outputs can mirror the input tree.
+    ``relative_dir``, so outputs can mirror the input tree. Folder searches skip the
+    ``exclude`` folder (the output folder, so earlier results are not separated again).
     """
+    skip = exclude.resolve() if exclude is not None else None
     found: list[InputFile] = []
     errors: list[str] = []
     seen: set[Path] = set()
@@ -381,6 +385,7 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[list[InputFile], list[str]]:
                 if p.is_file()
                 and p.suffix.lower() in AUDIO_EXTENSIONS
                 and not p.name.startswith(".")
+                and (skip is None or not p.resolve().is_relative_to(skip))
             )
             if not files:
                 errors.append(

@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(max(1, args.threads))
-    files, failures = audio.expand_inputs(args.inputs)
+    out_root = Path(args.output_dir)
+    files, failures = audio.expand_inputs(args.inputs, exclude=out_root)
     for line in failures:
         _error(line)
     chunk = DEFAULT_CHUNK_SECONDS if args.chunk_seconds is None else args.chunk_seconds
@@ -82,7 +83,6 @@ def run(args: argparse.Namespace) -> int:
             raise
         raise TDANetError(str(exc)) from None
 
-    out_root = Path(args.output_dir)
     claimed: dict[Path, Path] = {}
     done = 0
     seconds = 0.0
