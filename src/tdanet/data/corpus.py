@@ -334,8 +334,8 @@ def last_line(text: str) -> str:
 
 
 def download_package(package: str, debs: Path) -> Path:
-    """``apt-get download`` one package into ``debs`` (once; cached), running ``apt-get update``
-    first if the package lists are missing. Returns the ``.deb`` path."""
+    """``apt-get download`` one package into ``debs`` (once; cached), retrying once after
+    ``apt-get update`` (stale or missing package lists). Returns the ``.deb`` path."""
     debs.mkdir(parents=True, exist_ok=True)
     cached = sorted(debs.glob(f"{package}_*.deb"))
     if cached:
