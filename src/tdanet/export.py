@@ -116,7 +116,7 @@ def _self_attention(attn: nn.MultiheadAttention, h: torch.Tensor) -> torch.Tenso
     heads = attn.num_heads
     q, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
     q, k, v = (t.reshape(batch, frames, heads, -1).transpose(1, 2) for t in (q, k, v))
-    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(channels // heads), dim=-1)
+    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(attn.head_dim), dim=-1)
     out = (weights @ v).transpose(1, 2).reshape(batch, frames, channels)
     return attn.out_proj(out)
 

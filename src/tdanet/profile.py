@@ -6,18 +6,21 @@
 * CPU time per second of audio ("CPU RTF") with one intra-op thread, best of N runs, for the
   fast path (:func:`tdanet.fast.optimize_for_inference`, the default everywhere) and the
   plain eager model; process CPU time and wall time are both given.
-* Peak memory: the largest resident-set growth (RSS, sampled every millisecond from
-  /proc/self/statm) during one forward call, over the RSS before it: what the call adds to
-  the process, allocator caching included.
+* Peak memory: the largest resident-set (RSS) growth during one forward call over the RSS
+  before it, in a fresh process (the kernel's high-water mark, or RSS sampled each
+  millisecond): what one call adds to a process that has loaded the model.
 * GPU forward and forward+backward time and peak allocated memory, only when CUDA is there.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import resource
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -112,11 +115,17 @@ def _rss_bytes() -> int | None:
 
 
 def peak_rss_growth(fn: Callable[[], Any]) -> float | None:
-    """Largest RSS growth in MiB while ``fn()`` runs (sampled each millisecond), or None
-    where /proc/self/statm is not available."""
+    """Largest RSS growth in MiB over the RSS before ``fn()`` while it runs, or None where
+    /proc/self/statm is not available.
+
+    The kernel's high-water mark (``ru_maxrss``) is used when the call raised it, else the
+    RSS sampled each millisecond. Memory the allocator kept from earlier calls is reused
+    without growth, so measure in a fresh process (:func:`peak_memory_mb`).
+    """
     baseline = _rss_bytes()
     if baseline is None:
         return None
+    high_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     peak = baseline
     done = threading.Event()
 
@@ -133,8 +142,28 @@ def peak_rss_growth(fn: Callable[[], Any]) -> float | None:
     finally:
         done.set()
         sampler.join()
-    peak = max(peak, _rss_bytes() or 0)
-    return (peak - baseline) / 2**20
+    high_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if high_after > high_before:
+        peak = max(peak, high_after)
+    return max(0, peak - baseline) / 2**20
+
+
+def _fresh_process_peak(config: dict[str, Any], samples: int, fast: bool) -> float | None:
+    """Runs in a spawned process: peak RSS growth of one call on ``samples`` zeros."""
+    torch.set_num_threads(1)
+    model = TDANet(TDANetConfig.from_dict(config)).eval()
+    runner = optimize_for_inference(model) if fast else model
+    waveform = torch.zeros(1, samples)
+    with torch.inference_mode():
+        return peak_rss_growth(lambda: runner(waveform))
+
+
+def peak_memory_mb(config: TDANetConfig, samples: int, *, fast: bool) -> float | None:
+    """Peak RSS growth (MiB) of one forward call on ``samples`` samples, measured in a fresh
+    process so that no memory cached by earlier calls hides it (weights do not matter)."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(_fresh_process_peak, config.to_dict(), samples, fast).result()
 
 
 def gpu_timings(model: TDANet, seconds: float, runs: int) -> dict[str, float] | None:
@@ -187,11 +216,12 @@ def profile_model(
     runs: int = 3,
     eager: bool = True,
     macs: bool = True,
+    memory: bool = True,
 ) -> ProfileReport:
     """Measure ``model`` on ``seconds`` of random audio with one CPU thread (restored after).
 
-    ``eager=False`` skips timing the plain eager model (slow on long inputs); ``macs=False``
-    skips counting.
+    ``eager=False`` skips the plain eager model (slow on long inputs); ``macs=False`` skips
+    counting and ``memory=False`` the fresh-process memory measurements.
     """
     if seconds <= 0:
         raise ValueError(f"seconds must be positive, got {seconds}")
@@ -206,9 +236,10 @@ def profile_model(
         fast = optimize_for_inference(model)
         fast_timing = time_per_second(fast, waveform, seconds, runs)
         eager_timing = time_per_second(model, waveform, seconds, runs) if eager else None
-        with torch.inference_mode():
-            fast_memory = peak_rss_growth(lambda: fast(waveform))
-            eager_memory = peak_rss_growth(lambda: model(waveform)) if eager else None
+        fast_memory = peak_memory_mb(model.config, samples, fast=True) if memory else None
+        eager_memory = (
+            peak_memory_mb(model.config, samples, fast=False) if memory and eager else None
+        )
         count = count_macs(model, seconds) if macs else 0
     finally:
         torch.set_num_threads(threads)
@@ -226,6 +257,6 @@ def profile_model(
         speedup=eager_timing.cpu / fast_timing.cpu if eager_timing else None,
         fast_peak_memory_mb=fast_memory,
         eager_peak_memory_mb=eager_memory,
-        memory_method="peak RSS growth during one forward call (sampled every 1 ms)",
+        memory_method="peak RSS growth during one forward call, in a fresh process",
         gpu=gpu_timings(model, seconds, runs),
     )

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from tdanet.cli import main
+from tdanet.model import PRESETS, TDANet
+from tdanet.profile import (
+    count_macs,
+    paper_macs,
+    peak_memory_mb,
+    peak_rss_growth,
+    profile_model,
+)
+
+from .conftest import randomize_
+from .test_cli import run_cli
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def macs_by_hand(config, frames_per_level: list[int]) -> int:
+    """MACs of the matrix products and convolutions, counted from the architecture spec with
+    ptflops' convention (a bias adds one MAC per output element)."""
+    n, b, k, c = config.in_channels, config.out_channels, config.enc_bases, config.num_sources
+    L = config.kernel_size
+    f0, top = frames_per_level[0], frames_per_level[-1]
+    depth = len(frames_per_level)
+    block = (b * n + n) * f0 + (n * b + b) * f0  # proj_1x1, res_conv (with biases)
+    for frames in frames_per_level:
+        block += (n * 5 + n) * frames  # spp_dw (with bias)
+        block += n * frames + 2 * n * top  # loc_glo_fus: local (kernel 1), global act + embedding
+    block += 2 * (n * n + n) * top  # value and output projections (frame attention)
+    block += 2 * (n * 2 * n * top) + (2 * n * 5 + 2 * n) * top  # fc1, fc2, dwconv
+    # last_layer i: local conv at level i, two guide convs at level i+1 (first step: i-1)
+    for i in range(depth - 1):
+        guide = frames_per_level[i - 1] if i == depth - 2 else frames_per_level[i + 1]
+        block += n * 5 * frames_per_level[i] + 2 * n * 5 * guide
+    total = config.num_blocks * block + (config.num_blocks - 1) * 2 * b * f0  # concat_block
+    total += k * L * f0 + (k * b + b) * f0 + (b * c * k + c * k) * f0  # encoder, bottleneck, mask
+    total += c * k * c * L * f0  # transposed-conv decoder: every input frame, C*K -> C, L taps
+    return total
+
+
+def test_mac_count_matches_a_count_from_the_spec() -> None:
+    config = PRESETS["tdanet-tiny"]
+    model = TDANet(config).eval()
+    # 1600 samples: padded to 1600 + 48 + 2 * 48 = 1744 -> 110 encoder frames -> 55 -> 28.
+    counted = count_macs(model, 1600 / config.sample_rate)
+    assert counted == macs_by_hand(config, [110, 55, 28])
+
+
+def test_paper_figures_are_attached_to_their_architectures() -> None:
+    assert paper_macs(PRESETS["tdanet"]) == 4.7e9
+    assert paper_macs(PRESETS["tdanet"].replace(attention="sequence")) == 4.7e9
+    assert paper_macs(PRESETS["tdanet-large"]) == 9.1e9
+    assert paper_macs(PRESETS["tdanet-tiny"]) is None
+
+
+def test_peak_rss_growth_sees_an_allocation() -> None:
+    growth = peak_rss_growth(lambda: np.ones(40 * 2**20 // 8).sum())
+    assert growth is not None and growth >= 30
+
+
+def test_peak_memory_in_a_fresh_process_sees_the_activations() -> None:
+    # 20 s of audio: the encoder output alone is 33 x 20000 floats per copy, several MiB.
+    growth = peak_memory_mb(PRESETS["tdanet-tiny"], 16000 * 20, fast=True)
+    assert growth is not None and growth > 5
+
+
+def test_profile_report_on_tiny_model() -> None:
+    model = randomize_(TDANet(PRESETS["tdanet-tiny"])).eval()
+    report = profile_model(model, name="tdanet-tiny", seconds=0.1, runs=1, memory=False)
+    assert report.parameters == 25463
+    assert report.seconds == 0.1
+    assert report.macs_per_second == count_macs(model, 0.1) / 0.1
+    assert report.fast.cpu > 0 and report.fast.wall > 0
+    assert report.eager is not None and report.speedup == report.eager.cpu / report.fast.cpu
+    assert report.paper_macs_per_second is None
+    assert (report.gpu is None) == (not torch.cuda.is_available())
+    assert model.training is False
+    json.dumps(report.to_dict())
+
+
+def test_profile_cli_json(tmp_path) -> None:
+    result = run_cli(
+        "profile",
+        "--model",
+        "tdanet-tiny",
+        "--seconds",
+        "0.25",
+        "--runs",
+        "1",
+        "--no-eager",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["model"] == "tdanet-tiny"
+    assert report["eager"] is None
+    assert report["macs_per_second"] > 1e7
+    assert report["fast_peak_memory_mb"] is not None
+
+
+def test_profile_cli_text_and_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    # In-process (the JSON test above runs the real command): text output and errors.
+    args = ["profile", "--model", "tdanet-tiny", "--seconds", "0.1", "--runs", "1"]
+    assert main([*args, "--no-eager"]) == 0
+    out = capsys.readouterr().out
+    assert "MACs per second of audio" in out
+    assert "CPU time per second of audio, fast path" in out
+    assert "peak memory, fast path" in out
+    assert main(["profile", "--model", "tdanet-tiny", "--seconds", "0"]) == 1
+    assert "--seconds must be positive" in capsys.readouterr().err
+    assert main(["profile", "--model", "no-such-model.pt"]) == 1
+    err = capsys.readouterr().err
+    assert "no-such-model.pt" in err and err.count("\n") == 1
