@@ -338,3 +338,18 @@ def test_pcm_output_of_loud_input_does_not_clip(tmp_path: Path) -> None:
     outputs = separator.separate_file(tmp_path / "loud.wav", tmp_path)
     peaks = [np.abs(sf.read(p, dtype="float32")[0]).max() for p in outputs]
     assert max(peaks) == pytest.approx(0.99, abs=1e-3)
+
+
+def test_onnxruntime_backend_matches_torch(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from tdanet.export import export_onnx
+
+    model = randomize_(load_model("tdanet-tiny"))
+    path = export_onnx(model, tmp_path / "tiny.onnx", example_seconds=0.5)
+    mixture = 0.1 * np.random.default_rng(0).standard_normal(int(2.5 * RATE)).astype(np.float32)
+    onnx = Separator(str(path), backend="onnxruntime", chunk_seconds=1.0, overlap_seconds=0.25)
+    eager = Separator(model, chunk_seconds=1.0, overlap_seconds=0.25)
+    assert onnx.config == model.config
+    np.testing.assert_allclose(
+        onnx.separate(mixture, RATE), eager.separate(mixture, RATE), atol=1e-4
+    )
