@@ -353,3 +353,15 @@ def test_onnxruntime_backend_matches_torch(tmp_path: Path) -> None:
     np.testing.assert_allclose(
         onnx.separate(mixture, RATE), eager.separate(mixture, RATE), atol=1e-4
     )
+
+
+def test_separator_from_checkpoint_path_reports_progress(tmp_path: Path) -> None:
+    from tdanet import save_checkpoint
+
+    save_checkpoint(randomize_(load_model("tdanet-tiny")), tmp_path / "tiny.pt")
+    separator = Separator(tmp_path / "tiny.pt", chunk_seconds=1.0, overlap_seconds=0.25)
+    assert (separator.sample_rate, separator.num_sources) == (16000, 2)
+    sf.write(tmp_path / "in.wav", 0.1 * np.random.default_rng(0).standard_normal(3 * 22050), 22050)
+    seen: list[float] = []
+    separator.separate_file(tmp_path / "in.wav", tmp_path / "out", progress=seen.append)
+    assert len(seen) >= 3 and seen == sorted(seen) and seen[-1] == pytest.approx(3.0)
