@@ -20,6 +20,7 @@ def tiny_overrides(corpus: Path, output: Path, epochs: int) -> list[str]:
         f"data.root={corpus}",
         f"output_dir={output}",
         "model.preset=tdanet-tiny",
+        "model.config={}",
         "data.sample_rate=8000",
         "data.segment=0.5",
         "data.valid_segment=0.5",
