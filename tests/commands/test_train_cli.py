@@ -32,6 +32,7 @@ def test_bad_recipe_and_data_are_one_line_errors(
     for extra, message in [
         (["data.nope=1"], "data.nope: unknown recipe key"),
         ([f"data.root={tmp_path / 'missing'}"], "no such folder of speaker recordings"),
+        ([f"output_dir={tmp_path / 'new'}", "--resume"], "resume.ckpt: no checkpoint to resume"),
     ]:
         code = main(["train", "--recipe", str(RECIPE), f"data.root={tmp_path}", *extra])
         err = capsys.readouterr().err

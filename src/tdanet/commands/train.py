@@ -17,10 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--resume",
-        nargs="?",
-        const="auto",
-        metavar="CKPT",
-        help="continue a run exactly where it stopped (default: OUTPUT_DIR/checkpoints/resume.ckpt)",
+        action="store_true",
+        help="continue the run in output_dir exactly where it stopped (checkpoints/resume.ckpt)",
+    )
+    parser.add_argument(
+        "--resume-from", metavar="CKPT", default=None, help="continue from this resume.ckpt"
     )
 
 
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train import load_recipe, train
 
     recipe = load_recipe(args.recipe, args.overrides)
-    result = train(recipe, resume=args.resume)
+    result = train(recipe, resume=args.resume_from or ("auto" if args.resume else None))
     if not result.global_zero:
         return 0
     print(f"best validation loss: {result.best_val_loss:.3f} (negative SI-SNR, dB)")
