@@ -129,3 +129,18 @@ def test_paper_recipes_read_their_layouts(tmp_path: Path, name: str) -> None:
     data = build_training_data(recipe.data, recipe.seed)
     mixture, sources, _ = data.train[(0, 0)]  # type: ignore[index]
     assert mixture.shape == (3 * recipe.data.sample_rate,) and sources.shape[0] == 2
+
+
+def test_fine_tuning_from_a_release_layout_checkpoint(tmp_path: Path) -> None:
+    from ..conftest import OFFICIAL_SMALL
+
+    corpus = write_speaker_corpus(tmp_path / "c16", speakers=6, utterances=2, rate=16000)
+    overrides = [
+        *tiny_overrides(corpus, tmp_path / "run", 1),
+        "data.sample_rate=16000",
+        f"model.init_from={OFFICIAL_SMALL / 'checkpoint.pth'}",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+    ]
+    result = train(load_recipe(RECIPE, overrides))
+    assert load_model(result.last).config.num_blocks == 3  # the release file's architecture
