@@ -6,13 +6,12 @@ Both run the same randomised weights (norm gains and PReLU slopes included) on t
 input; the runs alternate eager, fast, eager, fast... so that load from other processes hits
 both alike. Reported per length: the first (cold) call of each, the best and the median of
 the timed runs (process CPU time and wall time), their ratios, the largest output
-difference, and the peak RSS growth of one call of each.
+difference, and the peak RSS growth of one call of each in a fresh process.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import statistics
 import time
 
@@ -20,7 +19,7 @@ import torch
 
 from tdanet.fast import optimize_for_inference
 from tdanet.model import TDANet, get_preset
-from tdanet.profile import peak_rss_growth
+from tdanet.profile import peak_memory_mb
 
 
 def randomized(model: TDANet, seed: int) -> TDANet:
@@ -46,6 +45,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, nargs="+", default=[1.0, 10.0, 60.0])
     parser.add_argument("--runs", type=int, default=3, help="timed runs per implementation")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip the fresh-process memory measurements"
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -63,7 +65,9 @@ def main() -> None:
         f"{'ratio':>6} | {'eager med':>9} {'fast med':>8} {'ratio':>6} | {'wall ratio':>10} | "
         f"{'max diff':>8} | {'RSS eager':>9} {'RSS fast':>8}"
     )
-    print("CPU seconds per call (process time); ratio = eager / fast; RSS = peak growth, MiB")
+    print(
+        "CPU seconds per call (process time); ratio = eager / fast; RSS = peak growth, MiB, fresh process"
+    )
     print(header)
     for seconds in args.seconds:
         waveform = torch.randn(1, round(seconds * rate), generator=torch.Generator().manual_seed(1))
@@ -79,8 +83,11 @@ def main() -> None:
                 fast_cpu.append(cpu)
                 fast_wall.append(wall)
             diff = (eager(waveform) - fast(waveform)).abs().max().item()
-            eager_rss = peak_rss_growth(functools.partial(eager, waveform)) or float("nan")
-            fast_rss = peak_rss_growth(functools.partial(fast, waveform)) or float("nan")
+        eager_rss = fast_rss = float("nan")
+        if not args.no_memory:
+            samples = waveform.shape[-1]
+            eager_rss = peak_memory_mb(eager.config, samples, fast=False) or float("nan")
+            fast_rss = peak_memory_mb(eager.config, samples, fast=True) or float("nan")
         best_ratio = min(eager_cpu) / min(fast_cpu)
         median_ratio = statistics.median(eager_cpu) / statistics.median(fast_cpu)
         wall_ratio = min(eager_wall) / min(fast_wall)
