@@ -12,13 +12,11 @@ from tdanet.model import PRESETS, TDANet
 from tdanet.profile import (
     count_macs,
     paper_macs,
-    peak_memory_mb,
     peak_rss_growth,
     profile_model,
 )
 
 from .conftest import randomize_
-from .test_cli import run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -72,12 +70,6 @@ def test_peak_rss_growth_sees_an_allocation() -> None:
     assert growth is not None and growth >= 30
 
 
-def test_peak_memory_in_a_fresh_process_sees_the_activations() -> None:
-    # 20 s of audio: the encoder output alone is 33 x 20000 floats per copy, several MiB.
-    growth = peak_memory_mb(PRESETS["tdanet-tiny"], 16000 * 20, fast=True)
-    assert growth is not None and growth > 5
-
-
 def test_profile_report_on_tiny_model() -> None:
     model = randomize_(TDANet(PRESETS["tdanet-tiny"])).eval()
     report = profile_model(model, name="tdanet-tiny", seconds=0.1, runs=1, memory=False)
@@ -92,34 +84,27 @@ def test_profile_report_on_tiny_model() -> None:
     json.dumps(report.to_dict())
 
 
-def test_profile_cli_json(tmp_path) -> None:
-    result = run_cli(
-        "profile",
-        "--model",
-        "tdanet-tiny",
-        "--seconds",
-        "0.25",
-        "--runs",
-        "1",
-        "--no-eager",
-        "--json",
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+def test_profile_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
+    # 10 s of audio: the activations are tens of MiB, so the fresh-process memory shows them.
+    args = ["profile", "--model", "tdanet-tiny", "--seconds", "10", "--runs", "1", "--no-eager"]
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
     assert report["model"] == "tdanet-tiny"
+    assert report["seconds"] == 10
     assert report["eager"] is None
-    assert report["macs_per_second"] > 1e7
-    assert report["fast_peak_memory_mb"] is not None
+    assert 1e7 < report["macs_per_second"] < 1e8
+    assert report["fast_peak_memory_mb"] > 5
 
 
 def test_profile_cli_text_and_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     # In-process (the JSON test above runs the real command): text output and errors.
     args = ["profile", "--model", "tdanet-tiny", "--seconds", "0.1", "--runs", "1"]
-    assert main([*args, "--no-eager"]) == 0
+    assert main([*args, "--no-memory"]) == 0
     out = capsys.readouterr().out
     assert "MACs per second of audio" in out
     assert "CPU time per second of audio, fast path" in out
-    assert "peak memory, fast path" in out
+    assert "eager model" in out and "speed-up" in out
+    assert "peak memory" not in out
     assert main(["profile", "--model", "tdanet-tiny", "--seconds", "0"]) == 1
     assert "--seconds must be positive" in capsys.readouterr().err
     assert main(["profile", "--model", "no-such-model.pt"]) == 1

@@ -25,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not time the plain eager model (it is slow on long inputs)",
     )
+    parser.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip the peak-memory measurements (each runs in a fresh process)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -40,7 +45,12 @@ def run(args: argparse.Namespace) -> int:
     name = args.model or DEFAULT_MODEL
     model = load_model(name)
     report = profile_model(
-        model, name=name, seconds=args.seconds, runs=args.runs, eager=not args.no_eager
+        model,
+        name=name,
+        seconds=args.seconds,
+        runs=args.runs,
+        eager=not args.no_eager,
+        memory=not args.no_memory,
     )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
