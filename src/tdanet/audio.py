@@ -111,6 +111,24 @@ def load_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(data.T), int(rate)
 
 
+def is_audio_file(path: Path) -> bool:
+    """True for a visible file name with one of the :data:`AUDIO_EXTENSIONS`."""
+    return path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".")
+
+
+def read_mono(
+    path: str | os.PathLike[str], start: int = 0, stop: int | None = None
+) -> tuple[np.ndarray, int]:
+    """Frames [start, stop) of a file, channels averaged: ((T,) float32, sample_rate)."""
+    file = Path(path)
+    _check_readable(file)
+    try:
+        data, rate = sf.read(str(file), start=start, stop=stop, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioReadError(f"{file}: not a readable audio file ({_reason(exc)})") from None
+    return downmix(data), int(rate)
+
+
 def downmix(block: np.ndarray) -> np.ndarray:
     """Mono as the mean of the channels: (frames, channels) -> (frames,) float32."""
     if block.ndim == 1:
@@ -181,8 +199,11 @@ class MonoReader:
                 yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
-def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Resample float32 (..., samples) from ``rate_in`` to ``rate_out`` with soxr."""
+def resample(samples: np.ndarray, rate_in: int, rate_out: float) -> np.ndarray:
+    """Resample float32 (..., samples) from ``rate_in`` to ``rate_out`` with soxr.
+
+    ``rate_out`` may be fractional (speed perturbation resamples to ``rate / speed``).
+    """
     if rate_in == rate_out:
         return samples.astype(np.float32, copy=False)
     data = np.ascontiguousarray(np.moveaxis(samples, -1, 0)).astype(np.float32, copy=False)
@@ -383,8 +404,7 @@ def expand_inputs(
                 p
                 for p in path.rglob("*")
                 if p.is_file()
-                and p.suffix.lower() in AUDIO_EXTENSIONS
-                and not p.name.startswith(".")
+                and is_audio_file(p)
                 and (skip is None or not p.resolve().is_relative_to(skip))
             )
             if not files:

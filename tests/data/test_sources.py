@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from tdanet.data.sources import index_manifest, index_sources, split_speakers
-from tdanet.errors import DataError
+from tdanet.errors import AudioReadError, DataError
 
 from ..synthetic_speech import write_speaker_corpus
 
@@ -40,7 +40,7 @@ def test_bad_sources_are_data_errors(tmp_path: Path) -> None:
     broken = tmp_path / "broken" / "spk" / "a.wav"
     broken.parent.mkdir(parents=True)
     broken.write_bytes(b"not audio")
-    with pytest.raises(DataError, match="a.wav: cannot read audio"):
+    with pytest.raises(AudioReadError, match="a.wav: not a readable audio file"):
         index_sources(tmp_path / "broken")
 
 

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..audio import audio_info, is_audio_file, read_mono
 from ..errors import DataError
-from .audio import audio_info, is_audio_file, read_mono
 from .mixing import item_key
 
 LayoutKind = Literal["librimix", "wham", "lrs2mix"]
@@ -121,7 +121,8 @@ class SeparationFolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor, str]]):
         mix_path = self.mix_dir / name
         if not mix_path.is_file():
             raise DataError(f"{mix_path}: listed in the metadata but missing")
-        frames, rate = audio_info(mix_path)
+        mix_info = audio_info(mix_path)
+        frames, rate = mix_info.frames, mix_info.sample_rate
         if rate != self.sample_rate:
             raise DataError(
                 f"{mix_path}: sample rate {rate} Hz, but the model or recipe uses "
@@ -131,7 +132,8 @@ class SeparationFolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor, str]]):
             path = folder / name
             if not path.is_file():
                 raise DataError(f"{path}: missing source for mixture {mix_path.name}")
-            src_frames, src_rate = audio_info(path)
+            src_info = audio_info(path)
+            src_frames, src_rate = src_info.frames, src_info.sample_rate
             if src_rate != rate:
                 raise DataError(
                     f"{path}: sample rate {src_rate} Hz differs from its mixture's {rate} Hz"

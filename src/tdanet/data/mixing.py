@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..audio import read_mono, resample
 from ..errors import DataError
-from .audio import read_mono, resample
 from .sources import Utterance, group_by_speaker
 
 GainMode = Literal["loudness", "snr"]

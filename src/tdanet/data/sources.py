@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import audio_info, is_audio_file
 from ..errors import DataError
-from .audio import audio_info, is_audio_file
 
 SPLITS = ("train", "valid", "test")
 
@@ -29,6 +29,12 @@ class Utterance:
     speaker: str
     frames: int
     sample_rate: int
+
+    @classmethod
+    def from_file(cls, path: Path, speaker: str) -> Utterance:
+        """Length and rate from the file's header."""
+        info = audio_info(path)
+        return cls(path, speaker, info.frames, info.sample_rate)
 
     @property
     def duration(self) -> float:
@@ -44,8 +50,7 @@ def index_speaker_folder(root: Path) -> list[Utterance]:
         if speaker_dir.name.startswith("."):
             continue
         for path in sorted(p for p in speaker_dir.rglob("*") if p.is_file() and is_audio_file(p)):
-            frames, rate = audio_info(path)
-            utterances.append(Utterance(path, speaker_dir.name, frames, rate))
+            utterances.append(Utterance.from_file(path, speaker_dir.name))
     if not utterances:
         raise DataError(
             f"{root}: no audio found in speaker sub-folders (expected {root}/<speaker>/.../*.flac)"
@@ -74,8 +79,7 @@ def index_manifest(manifest: Path) -> list[Utterance]:
         path = path if path.is_absolute() else manifest.parent / path
         if not path.is_file():
             raise DataError(f"{manifest}:{line}: {path}: no such audio file")
-        frames, rate = audio_info(path)
-        utterances.append(Utterance(path, row["speaker"], frames, rate))
+        utterances.append(Utterance.from_file(path, row["speaker"]))
     if not utterances:
         raise DataError(f"{manifest}: the manifest lists no recordings")
     return utterances
@@ -94,7 +98,7 @@ def index_noise(root: Path) -> list[Utterance]:
     if not root.is_dir():
         raise DataError(f"{root}: no such noise folder")
     noises = [
-        Utterance(p, "noise", *audio_info(p))
+        Utterance.from_file(p, "noise")
         for p in sorted(root.rglob("*"))
         if p.is_file() and is_audio_file(p)
     ]

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import write_audio
 from ..errors import DataError
-from .audio import write_wav
 from .mixing import MixingConfig, MixtureDrawer
 from .sources import Utterance, index_noise, index_sources, split_speakers
 
@@ -61,14 +61,14 @@ def write_split(
         name = f"{mixture_id}.wav"
         row: dict[str, object] = {"mixture_ID": mixture_id}
         clean = drawn.sources.sum(0)
-        write_wav(split_dir / "mix_clean" / name, clean, rate)
+        write_audio(split_dir / "mix_clean" / name, clean, rate, subtype="FLOAT")
         row["mixture_path"] = str(final_split_dir / "mix_clean" / name)
         for k in range(num_sources):
-            write_wav(split_dir / f"s{k + 1}" / name, drawn.sources[k], rate)
+            write_audio(split_dir / f"s{k + 1}" / name, drawn.sources[k], rate, subtype="FLOAT")
             row[f"source_{k + 1}_path"] = str(final_split_dir / f"s{k + 1}" / name)
         if drawn.noise is not None:
-            write_wav(split_dir / "noise" / name, drawn.noise, rate)
-            write_wav(split_dir / "mix_both" / name, drawn.mixture, rate)
+            write_audio(split_dir / "noise" / name, drawn.noise, rate, subtype="FLOAT")
+            write_audio(split_dir / "mix_both" / name, drawn.mixture, rate, subtype="FLOAT")
             row["noise_path"] = str(final_split_dir / "noise" / name)
         row["length"] = int(drawn.info["length"])
         mixtures.append(row)
