@@ -202,12 +202,18 @@ class ExportableTDANet(nn.Module):
 
 
 def export_onnx(
-    model: TDANet, path: str | os.PathLike[str], *, example_seconds: float = 1.0
+    model: TDANet,
+    path: str | os.PathLike[str],
+    *,
+    example_seconds: float = 1.0,
+    check_lengths: tuple[int, ...] = (),
 ) -> Path:
     """Write ``model`` as an ONNX file (input ``waveform`` (batch, samples) float32, output
     ``sources`` (batch, C, samples)), both axes dynamic, the config in ``metadata_props``.
 
-    The file is written under a temporary name and renamed, so a failure leaves nothing.
+    With ``check_lengths``, onnxruntime runs the file on inputs of those lengths against the
+    eager model first (:func:`verify_onnx`). The file is written under a temporary name and
+    renamed only when all went well, so a failure leaves nothing.
     """
     try:
         import onnx
@@ -242,6 +248,8 @@ def export_onnx(
         entry = proto.metadata_props.add()
         entry.key, entry.value = CONFIG_KEY, json.dumps(model.config.to_dict())
         onnx.save(proto, scratch)
+        if check_lengths:
+            verify_onnx(model, scratch, check_lengths, name=str(target))
         os.replace(scratch, target)
     except OSError as exc:
         raise ExportError(f"{target}: cannot write ({exc.strerror or exc})") from None
@@ -315,7 +323,11 @@ CHECK_TOLERANCE = 1e-4
 
 
 def verify_onnx(
-    model: TDANet, path: str | os.PathLike[str], lengths: tuple[int, ...] = CHECK_LENGTHS
+    model: TDANet,
+    path: str | os.PathLike[str],
+    lengths: tuple[int, ...] = CHECK_LENGTHS,
+    *,
+    name: str | None = None,
 ) -> float:
     """Run the exported file and the eager ``model`` on random inputs of ``lengths`` samples;
     returns the largest absolute difference, raising :class:`ExportError` above 1e-4."""
@@ -329,7 +341,7 @@ def verify_onnx(
         worst = max(worst, (runtime(waveform) - expected).abs().max().item())
     if worst > CHECK_TOLERANCE:
         raise ExportError(
-            f"{path}: onnxruntime's output differs from PyTorch's by {worst:.2e} "
+            f"{name or path}: onnxruntime's output differs from PyTorch's by {worst:.2e} "
             f"(more than {CHECK_TOLERANCE:g}); please report this model configuration"
         )
     return worst
