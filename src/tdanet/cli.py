@@ -14,7 +14,17 @@ from collections.abc import Sequence
 from . import __version__
 from .errors import TDANetError
 
-COMMANDS: tuple[str, ...] = ("info", "corpus", "separate", "mix", "train", "evaluate", "serve", "profile", "export")
+COMMANDS: tuple[str, ...] = (
+    "info",
+    "corpus",
+    "separate",
+    "mix",
+    "train",
+    "evaluate",
+    "serve",
+    "profile",
+    "export",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import CheckpointError, TDANetError
-from .model import TDANet, TDANetConfig, crop_to_input, pad_to_valid_length
+from .model import TDANet, TDANetConfig, as_batch, crop_to_input, pad_to_valid_length
 from .model.attention import MultiHeadAttention
 from .model.layers import GlobalLayerNorm, LocalAttention
 from .model.tdanet import UBlock
@@ -290,13 +290,7 @@ class OnnxModel:
 
     def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
         """(batch, T) or (T,) float tensor -> (batch, C, T) float32 tensor (on the CPU)."""
-        if waveform.dim() == 1:
-            waveform = waveform.unsqueeze(0)
-        if waveform.dim() != 2 or waveform.shape[-1] < 1:
-            raise ValueError(
-                f"TDANet expects a (batch, samples) waveform with samples >= 1, "
-                f"got shape {tuple(waveform.shape)}"
-            )
+        waveform = as_batch(waveform)
         array = np.ascontiguousarray(waveform.detach().cpu().numpy(), dtype=np.float32)
         (out,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: array})
         return torch.from_numpy(out)

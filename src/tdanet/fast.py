@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import TDANet, TDANetConfig, crop_to_input, pad_to_valid_length
+from .model import TDANet, TDANetConfig, as_batch, crop_to_input, pad_to_valid_length
 from .model.attention import GlobalAttention, sinusoid_table
 from .model.layers import ConvNorm, GlobalLayerNorm, LocalAttention
 from .model.tdanet import UBlock
@@ -594,13 +594,7 @@ class FastTDANet(nn.Module):
     @torch.no_grad()
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """(batch, T) or (T,) -> (batch, num_sources, T)."""
-        if waveform.dim() == 1:
-            waveform = waveform.unsqueeze(0)
-        if waveform.dim() != 2 or waveform.shape[-1] < 1:
-            raise ValueError(
-                f"TDANet expects a (batch, samples) waveform with samples >= 1, "
-                f"got shape {tuple(waveform.shape)}"
-            )
+        waveform = as_batch(waveform)
         config = self.config
         kernel, hop = config.kernel_size, config.hop_size
         padded, _ = pad_to_valid_length(waveform, kernel, hop)

@@ -34,6 +34,18 @@ def crop_to_input(decoded: torch.Tensor, kernel: int, hop: int, length: int) -> 
     return decoded[..., side : side + length]
 
 
+def as_batch(waveform: torch.Tensor) -> torch.Tensor:
+    """(T,) or (batch, T) -> (batch, T); any other shape, or T = 0, is a ValueError."""
+    if waveform.dim() == 1:
+        waveform = waveform.unsqueeze(0)
+    if waveform.dim() != 2 or waveform.shape[-1] < 1:
+        raise ValueError(
+            f"TDANet expects a (batch, samples) waveform with samples >= 1, "
+            f"got shape {tuple(waveform.shape)}"
+        )
+    return waveform
+
+
 class UBlock(nn.Module):
     """The shared U-block: bottom-up pyramid, global attention, top-down fusion, decoder.
 
@@ -130,13 +142,7 @@ class TDANet(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """(batch, T) or (T,) -> (batch, num_sources, T)."""
-        if waveform.dim() == 1:
-            waveform = waveform.unsqueeze(0)
-        if waveform.dim() != 2 or waveform.shape[-1] < 1:
-            raise ValueError(
-                f"TDANet expects a (batch, samples) waveform with samples >= 1, "
-                f"got shape {tuple(waveform.shape)}"
-            )
+        waveform = as_batch(waveform)
         kernel, hop = self.config.kernel_size, self.config.hop_size
         padded, _ = pad_to_valid_length(waveform, kernel, hop)
         embedding = self.encoder(padded.unsqueeze(1))
