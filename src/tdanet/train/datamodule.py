@@ -67,10 +67,11 @@ def speaker_split_sources(
     splits = split_speakers(
         speakers, data.valid_speakers, data.test_speakers, seed, data.num_sources
     )
-    by_split = {
-        name: [u for u in utterances if u.speaker in set(members)]
-        for name, members in splits.items()
-    }
+    split_of = {speaker: name for name, members in splits.items() for speaker in members}
+    by_split: dict[str, list[Utterance]] = {name: [] for name in splits}
+    for utterance in utterances:
+        if utterance.speaker in split_of:
+            by_split[split_of[utterance.speaker]].append(utterance)
     noise = None
     if data.noise_root is not None:
         noise = split_noise(index_noise(Path(data.noise_root).expanduser()), seed)
