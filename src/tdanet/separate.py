@@ -246,14 +246,14 @@ class Separator:
         result = out.detach().float().cpu().numpy() if isinstance(out, torch.Tensor) else out
         return np.asarray(result, np.float32)[0]
 
-    def separate(self, waveform: ArrayT, sample_rate: int) -> ArrayT:
+    def separate(self, waveform: ArrayT, sample_rate: int, *, name: str = "input") -> ArrayT:
         """Separate a waveform: (samples,) or (channels, samples) -> sources (C, samples).
 
         Returns the type given (numpy array, or torch tensor on the input's device), float32,
         at ``sample_rate``. Several channels are downmixed (averaged) to mono first. The
         sources are scaled to sum back to the mixture (least squares, per chunk) and lowered
         together if any would exceed :data:`PEAK_LIMIT`. Raises :class:`AudioContentError`
-        for empty, too short, silent or non-finite input.
+        for empty, too short, silent or non-finite input, naming the waveform ``name``.
         """
         if isinstance(waveform, torch.Tensor):
             data = waveform.detach().cpu().to(torch.float32).numpy()
@@ -267,10 +267,12 @@ class Separator:
             raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
         sample_rate = int(sample_rate)
         mono = data if data.ndim == 1 else audio.downmix(data.T)
-        self.check_length("input", mono.shape[0], sample_rate)
-        audio.check_finite(mono, "input")
+        self.check_length(name, mono.shape[0], sample_rate)
+        audio.check_finite(mono, name)
         if not np.abs(mono).max() > 0:
-            raise AudioContentError("input: is silent (all samples are zero); nothing to separate")
+            raise AudioContentError(
+                f"{name}: is silent (all samples are zero); nothing to separate"
+            )
         at_model_rate = audio.resample(mono, sample_rate, self.sample_rate)
         blocks = separate_blocks(
             self.separate_chunk, [at_model_rate], chunk=self.chunk, overlap=self.overlap

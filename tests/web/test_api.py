@@ -257,14 +257,14 @@ class GatedSeparator:
     def num_sources(self) -> int:
         return self.inner.num_sources
 
-    def separate(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+    def separate(self, waveform: np.ndarray, sample_rate: int, *, name: str) -> np.ndarray:
         with self._lock:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         self.entered.set()
         try:
             assert self.release.wait(timeout=60)
-            return self.inner.separate(waveform, sample_rate)
+            return self.inner.separate(waveform, sample_rate, name=name)
         finally:
             with self._lock:
                 self.active -= 1

@@ -31,7 +31,7 @@ class SeparatorLike(Protocol):
     @property
     def num_sources(self) -> int: ...
 
-    def separate(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray: ...
+    def separate(self, waveform: np.ndarray, sample_rate: int, *, name: str) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,8 @@ class Separated:
 
 
 def _scrub(exc: TDANetError, path: Path, name: str) -> str:
-    """The error's message naming the client's file, not the server's temporary path.
-
-    Audio readers name the path they opened; the separator names its array ``input``.
-    """
-    message = str(exc).replace(str(path), name)
-    return f"{name}:{message[len('input:') :]}" if message.startswith("input:") else message
+    """The error's message naming the client's file, not the server's temporary path."""
+    return str(exc).replace(str(path), name)
 
 
 def check_upload(path: Path, name: str, max_duration_s: float) -> AudioInfo:
@@ -118,7 +114,7 @@ def separate_upload(
     mixture, rate = read_mono(path, name, max_duration_s)
     start = time.perf_counter()
     try:
-        sources = np.asarray(separator.separate(mixture, rate), dtype=np.float32)
+        sources = np.asarray(separator.separate(mixture, rate, name=name), dtype=np.float32)
     except TDANetError as exc:
         error = "unusable_audio" if isinstance(exc, AudioContentError) else "cannot_separate"
         raise ApiError(422, error, _scrub(exc, path, name)) from None
