@@ -95,16 +95,7 @@ def _attention(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
     """``MultiHeadAttention.forward`` with the table from its formula: (batch, N, frames)."""
     h = x.transpose(1, 2)
     h = mha.attn_in_norm(h) + position_table(h.shape[1], mha.pos_enc.channels)
-    if mha.mode == "frame":
-        channels = h.shape[-1]
-        value = F.linear(
-            h,
-            mha.attn.in_proj_weight[2 * channels :],
-            mha.attn.in_proj_bias[2 * channels :],
-        )
-        out = mha.attn.out_proj(value)
-    else:
-        out = _self_attention(mha.attn, h)
+    out = mha.per_frame(h) if mha.mode == "frame" else _self_attention(mha.attn, h)
     return mha.norm(2.0 * out).transpose(1, 2)
 
 

@@ -72,17 +72,23 @@ class MultiHeadAttention(nn.Module):
         h = x.transpose(1, 2)
         h = self.attn_in_norm(h) + self.pos_enc(h.shape[1])
         if self.mode == "frame":
-            channels = h.shape[-1]
-            value = F.linear(
-                h,
-                self.attn.in_proj_weight[2 * channels :],
-                self.attn.in_proj_bias[2 * channels :],
-            )
-            out = self.attn.out_proj(value)
+            out = self.per_frame(h)
         else:
             out = self.attn(h, h, h, need_weights=False)[0]
         out = self.norm(out + self.dropout(out))
         return out.transpose(1, 2)
+
+    def per_frame(self, h: torch.Tensor) -> torch.Tensor:
+        """The release's attention, each frame attending to itself: (batch, frames, N) -> same.
+
+        With one key per query the softmax weight is 1, leaving the value projection
+        followed by the output projection.
+        """
+        channels = h.shape[-1]
+        value = F.linear(
+            h, self.attn.in_proj_weight[2 * channels :], self.attn.in_proj_bias[2 * channels :]
+        )
+        return self.attn.out_proj(value)
 
 
 class FeedForward(nn.Module):
