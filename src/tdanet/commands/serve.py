@@ -46,10 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` (IPv4 or IPv6), ready for uvicorn to listen on.
+    """A TCP socket bound to ``host:port`` (IPv4 or IPv6) and listening, for uvicorn to serve.
 
     Binding here, before the model is served, turns a busy port or a bad address into one
-    :class:`TDANetError` line instead of a server log and a bare exit.
+    :class:`TDANetError` line instead of a server log and a bare exit. Listening here too means
+    a client that connects as soon as the URL is printed waits in the backlog instead of being
+    refused while uvicorn is still starting.
     """
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
@@ -61,6 +63,7 @@ def listen_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
+        sock.listen(socket.SOMAXCONN)
     except OSError as exc:
         sock.close()
         raise TDANetError(
