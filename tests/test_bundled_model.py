@@ -60,8 +60,8 @@ def test_bundled_model_separates_the_example_into_two_distinct_sources() -> None
     with torch.no_grad():
         estimates = model(torch.from_numpy(mixture)[None])[0].numpy()
     assert estimates.shape == (2, mixture.size) and np.isfinite(estimates).all()
-    # Two different outputs, neither a copy of the mixture. (Its SI-SNRi on this example is
-    # about 0 dB, see docs/model-card.md, so no improvement is asserted here.)
+    # Two different outputs, neither a copy of the mixture. (It does not improve SI-SNR on
+    # this example, see docs/model-card.md, so no improvement is asserted here.)
     assert si_snr(estimates[0], estimates[1]) < 6.0
     assert max(si_snr(e, mixture) for e in estimates) < 15.0
     assert np.isfinite(best_pairing(estimates, references))
