@@ -14,6 +14,7 @@ import pytest
 
 from tdanet import load_model, save_checkpoint
 from tdanet.cli import main
+from tdanet.commands.serve import listen_socket
 
 from .conftest import audio_bytes
 
@@ -66,6 +67,17 @@ def test_serve_prints_its_url_answers_and_stops_on_interrupt(tmp_path: Path) -> 
     # Interrupted by Ctrl-C: the conventional 130, after a clean shutdown.
     assert process.returncode == 130
     assert "Traceback" not in (process.stderr.read() if process.stderr else "")
+
+
+def test_listen_socket_accepts_connections_before_the_server_runs() -> None:
+    # The URL is printed before uvicorn starts: a client that connects at once must wait in
+    # the backlog, not be refused.
+    sock = listen_socket("127.0.0.1", 0)
+    try:
+        with socket.create_connection(sock.getsockname()[:2], timeout=5):
+            pass
+    finally:
+        sock.close()
 
 
 def test_serve_reports_a_busy_port_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
