@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import glob
 import os
-import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .atomic import temporary_path
 from .errors import AudioContentError, AudioReadError, AudioWriteError
 
 # File name endings of the formats libsndfile reads (case-insensitive); used to pick the
@@ -353,11 +353,6 @@ def check_writable(paths: Iterable[Path], *, overwrite: bool) -> None:
             ) from None
         if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
             raise AudioWriteError(f"{path.parent}: output folder is not writable")
-
-
-def temporary_path(path: Path) -> Path:
-    """A hidden, unique name next to ``path``, so the final rename stays on one filesystem."""
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
 
 
 def audio_format(path: Path) -> str:

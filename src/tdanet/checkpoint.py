@@ -8,12 +8,12 @@ layout is ``{"model_name", "state_dict", "model_args"}``. Both are read with
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import replaced_on_success
 from .errors import CheckpointError
 from .model import RELEASE_ARGS, TDANet, TDANetConfig
 from .model.attention import sinusoid_table
@@ -34,14 +34,8 @@ def save_checkpoint(
         "metadata": dict(metadata or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replaced_on_success(path) as temp, open(temp, "xb") as handle:
+        torch.save(payload, handle)
     return path
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .atomic import replaced_on_success
 from .data.layouts import SeparationFolderDataset, count_source_folders, detect_mixture_folder
 from .errors import DataError
 from .metrics import utterance_metrics
@@ -96,19 +95,13 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """CSV with a header, written to a temporary name and renamed (no partial file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            for row in rows:
-                writer.writerow(
-                    {k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()}
-                )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replaced_on_success(path) as temp, open(temp, "x", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()}
+            )
 
 
 def evaluate_to_csv(

@@ -14,7 +14,6 @@ import copy
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .atomic import replaced_on_success
 from .errors import CheckpointError, TDANetError
 from .model import TDANet, TDANetConfig, as_batch, crop_to_input, pad_to_valid_length
 from .model.attention import MultiHeadAttention
@@ -218,14 +218,12 @@ def export_onnx(
     module = ExportableTDANet(model.eval()).eval()
     samples = max(1, round(example_seconds * model.config.sample_rate))
     example = torch.randn(1, samples)
-    fd, scratch = tempfile.mkstemp(suffix=".onnx", prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
     try:
-        with torch.no_grad():
+        with replaced_on_success(target) as scratch, torch.no_grad():
             torch.onnx.export(
                 module,
                 (example,),
-                scratch,
+                str(scratch),
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
                 dynamic_axes={
@@ -235,18 +233,14 @@ def export_onnx(
                 opset_version=OPSET,
                 dynamo=False,
             )
-        proto = onnx.load(scratch)
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = CONFIG_KEY, json.dumps(model.config.to_dict())
-        onnx.save(proto, scratch)
-        if check_lengths:
-            verify_onnx(model, scratch, check_lengths, name=str(target))
-        os.replace(scratch, target)
+            proto = onnx.load(str(scratch))
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = CONFIG_KEY, json.dumps(model.config.to_dict())
+            onnx.save(proto, str(scratch))
+            if check_lengths:
+                verify_onnx(model, str(scratch), check_lengths, name=str(target))
     except OSError as exc:
         raise ExportError(f"{target}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if os.path.exists(scratch):
-            os.unlink(scratch)
     return target
 
 
