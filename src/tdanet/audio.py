@@ -28,7 +28,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .atomic import temporary_path
+from .atomic import replaced_on_success, temporary_path
 from .errors import AudioContentError, AudioReadError, AudioWriteError
 
 # File name endings of the formats libsndfile reads (case-insensitive); used to pick the
@@ -319,18 +319,16 @@ def write_audio(
     target = Path(path)
     data = samples[np.newaxis] if samples.ndim == 1 else samples
     check_writable([target], overwrite=overwrite)
-    temp = temporary_path(target)
     try:
-        sf.write(
-            str(temp),
-            np.ascontiguousarray(data.T),
-            sample_rate,
-            subtype=subtype,
-            format=audio_format(target),
-        )
-        os.replace(temp, target)
+        with replaced_on_success(target) as temp:
+            sf.write(
+                str(temp),
+                np.ascontiguousarray(data.T),
+                sample_rate,
+                subtype=subtype,
+                format=audio_format(target),
+            )
     except (OSError, sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        temp.unlink(missing_ok=True)
         raise AudioWriteError(f"{target}: cannot write ({_reason(exc)})") from None
     return target
 
