@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tdanet import load_model, save_checkpoint
-from tdanet.atomic import replaced_on_success
+from tdanet.atomic import replaced_on_success, staging_directory
 from tdanet.evaluation import write_rows
 
 
@@ -50,3 +50,11 @@ def test_outputs_get_the_umask_mode(tmp_path: Path) -> None:
     write_rows(table, [{"name": "a", "si_snr": 1.0}])
     assert mode(checkpoint) == 0o644
     assert mode(table) == 0o644
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_staging_directory_is_new_hidden_and_gets_the_umask_mode(tmp_path: Path) -> None:
+    first, second = staging_directory(tmp_path / "out"), staging_directory(tmp_path / "out")
+    assert first != second and first.parent == tmp_path and first.name.startswith(".out.")
+    assert list(first.iterdir()) == []
+    assert mode(first) == 0o755

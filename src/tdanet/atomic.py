@@ -14,6 +14,16 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
 
 
+def staging_directory(path: Path) -> Path:
+    """A new, empty hidden folder next to ``path``, to fill and then rename to ``path``.
+
+    Unlike ``tempfile.mkdtemp`` (always mode 0700), it gets the user's umask.
+    """
+    temp = temporary_path(path)
+    temp.mkdir()
+    return temp
+
+
 @contextmanager
 def replaced_on_success(path: Path) -> Iterator[Path]:
     """Yield a temporary path to write; rename it to ``path`` on success, else delete it.

@@ -148,7 +148,7 @@ def test_build_corpus_layout_labels_and_summary(tmp_path: Path, packages: dict[s
     assert rows["fillets-m"]["package"] == "fillets-ng-data-cs"
     assert rows["klettres-fr"]["synthetic"] == "no"
     assert float(rows["fillets-m"]["minutes"]) == pytest.approx((1.2 + 1.1) / 60, abs=0.003)
-    assert not list(tmp_path.glob(".corpus.partial.*"))
+    assert not list(tmp_path.glob(".corpus.*"))
     # The training data reader sees the same speakers.
     assert {u.speaker for u in index_speaker_folder(out)} == speakers
 

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ..atomic import staging_directory
 from ..errors import CorpusError
 
 SAMPLE_RATE = 16000
@@ -362,7 +362,7 @@ def extract_package(deb: Path, dest: Path) -> Path:
     if dest.is_dir():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    tmp = staging_directory(dest)
     try:
         result = run_tool(["dpkg", "-x", str(deb), str(tmp)])
         if result.returncode != 0:
@@ -605,7 +605,7 @@ def build_corpus(
     if ffmpeg is None and "asterisk" in sources:
         ffmpeg = find_ffmpeg()
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial.", dir=out.parent))
+    partial = staging_directory(out)
     try:
         workdir = partial / ".work"
         recordings = collect_recordings(sources, fetch, workdir, ffmpeg, log, tts_count)

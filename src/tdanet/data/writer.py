@@ -16,12 +16,12 @@ import csv
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import staging_directory
 from ..audio import write_audio
 from ..errors import DataError
 from .mixing import MixingConfig, MixtureDrawer
@@ -113,7 +113,7 @@ def write_mixtures(
     noises: list[Utterance] | None = None if noise_root is None else index_noise(noise_root)
     layout = Path(rate_folder(config.sample_rate)) / config.mode
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    staging = staging_directory(out)
     try:
         for split, count in counts.items():
             if count <= 0:
