@@ -1,4 +1,5 @@
-"""Callbacks: checkpoints in this package's format (``best.pt``, ``last.pt``), progress bar."""
+"""Callbacks: checkpoints in this package's format (``best.pt``, ``last.pt``), early stopping,
+progress bar."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, TQDMProgressBar
 
 from ..checkpoint import save_checkpoint
 from ..model import TDANet
@@ -56,6 +57,24 @@ class PackageCheckpoint(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = float(state_dict["best"])
+
+
+class RecipeEarlyStopping(EarlyStopping):
+    """Lightning's early stopping whose patience is always the recipe's.
+
+    Lightning restores the patience saved in the checkpoint; here a resumed run follows the
+    recipe it is given, so a run that stopped early continues once its patience is raised.
+    """
+
+    @property
+    def state_key(self) -> str:
+        # Lightning's own key, so checkpoints written with plain EarlyStopping restore here.
+        return "EarlyStopping" + repr({"monitor": self.monitor, "mode": self.mode})
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        patience = self.patience
+        super().load_state_dict(state_dict)
+        self.patience = patience
 
 
 class ProgressBar(TQDMProgressBar):

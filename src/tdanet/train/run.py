@@ -117,11 +117,11 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
         raise ConfigError(
             "training needs PyTorch Lightning; run `pip install 'tdanet[train]'`"
         ) from None
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     from lightning.pytorch.utilities import rank_zero_only
 
-    from .callbacks import PackageCheckpoint, ProgressBar
+    from .callbacks import PackageCheckpoint, ProgressBar, RecipeEarlyStopping
     from .datamodule import SeparationDataModule, build_training_data
     from .module import SeparationModule
 
@@ -151,7 +151,9 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
             enable_version_counter=False,
         ),
         package_checkpoint,
-        EarlyStopping(monitor="val_loss", mode="min", patience=recipe.optim.early_stop_patience),
+        RecipeEarlyStopping(
+            monitor="val_loss", mode="min", patience=recipe.optim.early_stop_patience
+        ),
     ]
     loggers: list[Any] = []
     if "csv" in recipe.trainer.loggers:
