@@ -45,9 +45,18 @@ _MOMENT_ROWS = 256
 _DOT_CHUNK = 4096
 
 
-def time_moments(x: torch.Tensor) -> Moments:
-    """(batch, T, C) -> (sum over time, sum of squares over time), each (batch, C), float64."""
-    parts = [torch.linalg.vecdot(part, part, dim=1) for part in x.split(_MOMENT_ROWS, dim=1)]
+def time_moments(x: torch.Tensor, scratch: torch.Tensor | None = None) -> Moments:
+    """(batch, T, C) -> (sum over time, sum of squares over time), each (batch, C), float64.
+
+    ``scratch`` (batch, >= ``_MOMENT_ROWS``, C), if given, holds the squares: no allocation.
+    """
+    parts = []
+    for part in x.split(_MOMENT_ROWS, dim=1):
+        if scratch is None:
+            squares = part * part
+        else:
+            squares = torch.mul(part, part, out=scratch[:, : part.shape[1]])
+        parts.append(squares.sum(1))
     return x.sum(1).double(), torch.stack(parts).double().sum(0)
 
 
@@ -140,6 +149,10 @@ class _Context:
             self.buffers[key] = like.new_empty(shape)
         return self.buffers[key]
 
+    def squares(self, x: torch.Tensor) -> torch.Tensor:
+        """Scratch for :func:`time_moments` of x (batch, T, C)."""
+        return self.buffer("squares", x, (x.shape[0], _MOMENT_ROWS, x.shape[2]))
+
     def resize(self, x: torch.Tensor, length: int, name: str = "resize") -> torch.Tensor:
         """Nearest resize along time, (..., T, C) -> (..., length, C), into scratch ``name``."""
         source = x.shape[-2]
@@ -192,13 +205,17 @@ class _Norm(nn.Module):
 
 
 def normalized_projection(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, norm: _Norm
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    norm: _Norm,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``gLN(x @ weight + bias)``: x (batch, T, C_in), weight (C_in, C_out) -> (batch, T, C_out).
 
     The output's gLN statistics follow from the input's channel sums and Gram matrix
     (C_in x C_in, cheaper than the product when C_in < C_out), so the norm is folded into
-    the product's weights and the output is written once.
+    the product's weights and the output is written once (into ``out`` if given).
     """
     length = x.shape[1]
     column = x.sum(1).double()  # (batch, C_in)
@@ -213,7 +230,28 @@ def normalized_projection(
     )
     scale, shift = gln_scale_shift((s1, s2), length, norm.gamma, norm.beta, norm.eps)
     folded_bias = (b * scale + shift).to(x.dtype)  # (batch, 1, C_out)
-    return torch.baddbmm(folded_bias, x, (w * scale).to(x.dtype))
+    return torch.baddbmm(folded_bias, x, (w * scale).to(x.dtype), out=out)
+
+
+def _probe_conv_into() -> bool:
+    """Whether oneDNN's in-place conv (``mkldnn._convolution_pointwise_``) runs and is exact."""
+    op = getattr(torch.ops.mkldnn, "_convolution_pointwise_", None)
+    if op is None or not torch.backends.mkldnn.is_available():
+        return False
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 1, 9, generator=generator).to(memory_format=torch.channels_last)
+    w, b = torch.randn(4, 1, 1, 5, generator=generator), torch.randn(4, generator=generator)
+    out = torch.zeros(2, 4, 1, 5).to(memory_format=torch.channels_last)
+    try:
+        with torch.no_grad():
+            op.binary(out, x, w, b, [0, 2], [1, 2], [1, 1], 4, "add", None, None, [], None)
+    except RuntimeError:
+        return False
+    return torch.allclose(out, F.conv2d(x, w, b, (1, 2), (0, 2), 1, 4), atol=1e-6)
+
+
+# Whether depthwise convolutions can write into reused buffers (oneDNN CPU builds).
+_CONV_INTO = _probe_conv_into()
 
 
 class _DepthwiseConv(nn.Module):
@@ -226,22 +264,43 @@ class _DepthwiseConv(nn.Module):
         super().__init__()
         self.stride = int(conv.stride[0])
         self.padding = int(conv.padding[0])
+        self.kernel = int(conv.kernel_size[0])
         self.groups = conv.groups
         self.register_buffer("weight", _frozen(conv.weight).unsqueeze(2))
         self.register_buffer("bias", None if conv.bias is None else _frozen(conv.bias))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, T, C) -> (batch, ceil(T / stride), C)."""
-        out = F.conv2d(
-            x.transpose(1, 2).unsqueeze(2),
+    def forward(self, x: torch.Tensor, ctx: _Context | None = None) -> torch.Tensor:
+        """(batch, T, C) -> (batch, ceil(T / stride), C).
+
+        With ``ctx`` on a CPU with oneDNN, the output is this module's scratch buffer of the
+        call (valid until the module runs again): a fresh full-size output would cost a
+        zero-filled mapping from the OS, as much time as the convolution itself.
+        """
+        image = x.transpose(1, 2).unsqueeze(2)
+        if ctx is None or not _CONV_INTO or x.device.type != "cpu" or x.dtype != torch.float32:
+            out = F.conv2d(
+                image, self.weight, self.bias, (1, self.stride), (0, self.padding), 1, self.groups
+            )
+            return out.squeeze(2).transpose(1, 2).contiguous()
+        batch, length, channels = x.shape
+        frames = (length + 2 * self.padding - self.kernel) // self.stride + 1
+        out = ctx.buffer(f"conv{id(self)}", x, (batch, frames, channels)).zero_()
+        torch.ops.mkldnn._convolution_pointwise_.binary(
+            out.transpose(1, 2).unsqueeze(2),
+            image.contiguous(memory_format=torch.channels_last),
             self.weight,
             self.bias,
-            (1, self.stride),
-            (0, self.padding),
-            1,
+            [0, self.padding],
+            [1, self.stride],
+            [1, 1],
             self.groups,
+            "add",
+            None,
+            None,
+            [],
+            None,
         )
-        return out.squeeze(2).transpose(1, 2).contiguous()
+        return out
 
 
 class _DepthwiseNorm(nn.Module):
@@ -253,14 +312,17 @@ class _DepthwiseNorm(nn.Module):
         self.norm = _Norm(block.norm)
 
     def forward(
-        self, x: torch.Tensor, per_channel: bool = False
+        self, x: torch.Tensor, ctx: _Context, per_channel: bool = False
     ) -> tuple[torch.Tensor, Moments, Affine]:
         """(batch, T, C) -> raw conv output d, its moments, and (a, b): ConvNorm = d * a + b.
 
         The moments are per channel (:func:`time_moments`) only when ``per_channel``.
         """
-        d = self.conv(x)
-        moments = time_moments(d) if per_channel else total_moments(d)
+        d = self.conv(x, ctx)
+        if per_channel:
+            moments = time_moments(d, ctx.squares(d))
+        else:
+            moments = total_moments(d)
         return d, moments, self.norm.affine(moments, d.shape[1])
 
 
@@ -298,18 +360,22 @@ class _PointwiseFusions(nn.Module):
         )
         self.glob_eps = branches[0].norm.eps
 
-    def guides(self, glob: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """glob (batch, T_g, N) -> gate and shift of every level, each (levels, batch, T_g, N)."""
+    def guides(self, glob: torch.Tensor, ctx: _Context) -> tuple[torch.Tensor, torch.Tensor]:
+        """glob (batch, T_g, N) -> gate and shift of every level, each (levels, batch, T_g, N).
+
+        Both are views of one scratch buffer of the call.
+        """
         scale, shift = gln_scale_shift(
-            time_moments(glob),
+            time_moments(glob, ctx.squares(glob)),
             glob.shape[1],
             self.glob_gamma,
             self.glob_beta,
             self.glob_eps,
             self.glob_weight,
         )
-        out = torch.addcmul(shift, glob, scale)
-        return torch.sigmoid(out[0::2]), out[1::2]
+        out = ctx.buffer("guides", glob, (self.glob_weight.shape[0], *glob.shape))
+        torch.addcmul(shift, glob, scale, out=out)
+        return out[0::2].sigmoid_(), out[1::2]
 
     def forward(
         self,
@@ -345,12 +411,12 @@ def _gate_and_shift(
     """``(d * scale + offset) * up(gate) + up(shift)``: d (batch, T, N), guides (batch, T_g, N).
 
     Computed as ``d * up(scale * gate) + up(offset * gate + shift)``, forming the products at
-    the coarser of the two lengths. Overwrites and returns ``d`` (no new full-size buffer).
+    the coarser of the two lengths. Overwrites and returns ``d``, and overwrites the guides.
     """
     length = d.shape[1]
     if gate.shape[1] > length:
         gate, shift = ctx.resize(gate, length, "gate"), ctx.resize(shift, length, "shift")
-    add = torch.addcmul(shift, offset, gate)
+    add = shift.addcmul_(offset, gate)
     mul = gate.mul_(scale)
     source = mul.shape[1]
     if source == length:
@@ -393,9 +459,9 @@ class _DepthwiseFusion(nn.Module):
 
     def forward(self, local: torch.Tensor, glob: torch.Tensor, ctx: _Context) -> torch.Tensor:
         """local (batch, T, N), glob (batch, T_g, N) -> (batch, T, N)."""
-        dl, _, (scale, offset) = self.local(local)
-        ga, _, (ga_scale, ga_shift) = self.act(glob)
-        ge, _, (ge_scale, ge_shift) = self.embed(glob)
+        dl, _, (scale, offset) = self.local(local, ctx)
+        ga, _, (ga_scale, ga_shift) = self.act(glob, ctx)
+        ge, _, (ge_scale, ge_shift) = self.embed(glob, ctx)
         # In place: ga and ge are this step's own conv outputs.
         gate = torch.addcmul(ga_shift, ga, ga_scale, out=ga).sigmoid_()
         shift = torch.addcmul(ge_shift, ge, ge_scale, out=ge)
@@ -467,7 +533,7 @@ class _FrameAttention(nn.Module):
         x = x + F.layer_norm(h, (self.channels,), self.out_gain, self.out_bias, self.out_eps)
         h = torch.matmul(x, self.fc1)
         scale, shift = self.fc1_norm.affine(total_moments(h), frames)
-        h = F.relu(self.dwconv(torch.addcmul(shift, h, scale)))
+        h = F.relu(self.dwconv(torch.addcmul(shift, h, scale), ctx))
         h = torch.matmul(h, self.fc2)
         scale, shift = self.fc2_norm.affine(total_moments(h), frames)
         return torch.addcmul(x + shift, h, scale)
@@ -522,14 +588,17 @@ class _FastUBlock(nn.Module):
     def forward(self, x: torch.Tensor, ctx: _Context) -> torch.Tensor:
         """(batch, frames, out_channels) -> same shape."""
         batch, frames, _ = x.shape
-        h = normalized_projection(x, self.proj_weight, self.proj_bias, self.proj_norm)
+        shape = (batch, frames, self.proj_weight.shape[1])
+        h = normalized_projection(
+            x, self.proj_weight, self.proj_bias, self.proj_norm, ctx.buffer("proj", x, shape)
+        )
         h = F.leaky_relu_(h, self.proj_slope)  # a one-parameter PReLU
         raw: list[tuple[torch.Tensor, Moments, Affine]] = []  # level k = d * a + b
         for k, level in enumerate(self.levels):
             if raw:
                 d, _, (a, b) = raw[-1]
                 h = torch.addcmul(b, d, a, out=ctx.buffer("level", d, d.shape))
-            raw.append(level(h, per_channel=k in self.needed))
+            raw.append(level(h, ctx, per_channel=k in self.needed))
         d, _, (a, b) = raw[-1]
         top_length = d.shape[1]
         glob = torch.addcmul(b, d, a)
@@ -538,7 +607,7 @@ class _FastUBlock(nn.Module):
             pooled = F.adaptive_avg_pool1d(d.transpose(1, 2), top_length).transpose(1, 2)
             glob = glob + torch.addcmul(b, pooled, a)
         glob = self.attention(glob, ctx)
-        gate, shift = self.fusions.guides(glob)
+        gate, shift = self.fusions.guides(glob, ctx)
         fused = {k: self.fusions(k, *raw[k], gate, shift, ctx) for k in self.needed}
         top = self.depth - 2
         y = self.decoder[top](fused[top], fused[(top - 1) % self.depth], ctx)
