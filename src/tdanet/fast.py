@@ -319,10 +319,7 @@ class _DepthwiseNorm(nn.Module):
         The moments are per channel (:func:`time_moments`) only when ``per_channel``.
         """
         d = self.conv(x, ctx)
-        if per_channel:
-            moments = time_moments(d, ctx.squares(d))
-        else:
-            moments = total_moments(d)
+        moments = time_moments(d, ctx.squares(d)) if per_channel else total_moments(d)
         return d, moments, self.norm.affine(moments, d.shape[1])
 
 
