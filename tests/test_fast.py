@@ -8,6 +8,7 @@ from tdanet.fast import (
     FastTDANet,
     gln_scale_shift,
     nearest_index,
+    nearest_runs,
     optimize_for_inference,
     time_moments,
 )
@@ -51,6 +52,15 @@ def test_fast_path_equals_eager_model_on_odd_lengths(changes: dict) -> None:
         output = fast(mixture)
         assert output.shape == expected.shape == (2, model.config.num_sources, length)
         assert (output - expected).abs().max().item() <= TOLERANCE, (changes, length)
+
+
+def test_gathered_guides_equal_the_run_by_run_upsampling(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, fast = reference_and_fast({})
+    monkeypatch.setattr("tdanet.fast._MAX_RUNS", 1)  # every upsampling takes the gather path
+    mixture = torch.randn(2, 4001, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = model(mixture)
+    assert (fast(mixture) - expected).abs().max().item() <= TOLERANCE
 
 
 def test_fast_path_matches_small_preset_and_one_dimensional_input() -> None:
@@ -120,3 +130,21 @@ def test_nearest_index_is_interpolate_rule(source: int, target: int) -> None:
     x = torch.randn(1, 2, source)
     index = nearest_index(source, target, x.device)
     assert torch.equal(x[..., index], F.interpolate(x, size=target, mode="nearest"))
+
+
+@pytest.mark.parametrize(
+    ("source", "target"), [(3, 5), (626, 10010), (5005, 10010), (4, 4), (2, 9)]
+)
+def test_nearest_runs_expand_to_the_index(source: int, target: int) -> None:
+    index = nearest_index(source, target, torch.device("cpu"))
+    runs = nearest_runs(index)
+    assert runs is not None
+    rows = [src + i // repeat for _, src, count, repeat in runs for i in range(count * repeat)]
+    assert rows == index.tolist()
+    assert [row for row, *_ in runs] == sorted(row for row, *_ in runs)
+
+
+def test_nearest_runs_refuse_downsampling_and_irregular_indices() -> None:
+    assert nearest_runs(nearest_index(9, 4, torch.device("cpu"))) is None
+    # 1.5x upsampling alternates repeats 2, 1, 2, 1...: one run per source row.
+    assert nearest_runs(nearest_index(200, 300, torch.device("cpu"))) is None

@@ -122,6 +122,37 @@ def nearest_index(source: int, target: int, device: torch.device) -> torch.Tenso
     return F.interpolate(ramp, size=target, mode="nearest")[0, 0].long()
 
 
+Run = tuple[int, int, int, int]
+
+# More runs than this and a gathered copy of the guides is cheaper than one op per run.
+_MAX_RUNS = 64
+
+
+def nearest_runs(index: torch.Tensor) -> list[Run] | None:
+    """A nearest-upsampling index as runs ``(row, source, count, repeat)``: rows
+    ``row .. row + count * repeat`` read source rows ``source .. source + count``, each
+    ``repeat`` times.
+
+    ``index`` (T,) is a :func:`nearest_index`. None when it skips a source row (a
+    downsampling) or needs more than ``_MAX_RUNS`` runs.
+    """
+    values, counts = torch.unique_consecutive(index, return_counts=True)
+    if values[0] != 0 or not torch.equal(values, torch.arange(len(values), device=values.device)):
+        return None
+    runs: list[Run] = []
+    row = 0
+    for source, repeat in enumerate(counts.tolist()):
+        if runs and runs[-1][3] == repeat:
+            first_row, first_source, count, _ = runs[-1]
+            runs[-1] = (first_row, first_source, count + 1, repeat)
+        elif len(runs) == _MAX_RUNS:
+            return None
+        else:
+            runs.append((row, source, 1, repeat))
+        row += repeat
+    return runs
+
+
 def _frozen(tensor: object) -> torch.Tensor:
     """A detached copy of a weight, so the fast model never shares storage with the model."""
     if not isinstance(tensor, torch.Tensor):
@@ -135,7 +166,7 @@ class _Context:
     def __init__(self) -> None:
         self.indices: dict[tuple[int, int], torch.Tensor] = {}
         self.positions: dict[int, torch.Tensor] = {}
-        self.pairs: dict[tuple[int, int], bool] = {}
+        self.runs: dict[tuple[int, int], list[Run] | None] = {}
         self.buffers: dict[tuple[object, ...], torch.Tensor] = {}
 
     def buffer(self, name: str, like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -169,16 +200,12 @@ class _Context:
             self.indices[key] = nearest_index(source, length, device)
         return self.indices[key]
 
-    def doubles(self, source: int, length: int, device: torch.device) -> bool:
-        """Whether resizing source -> length reads rows 0, 0, 1, 1, ... (odd length: one more)."""
+    def upsampling(self, source: int, length: int, device: torch.device) -> list[Run] | None:
+        """:func:`nearest_runs` of resizing source -> length, cached."""
         key = (source, length)
-        if key not in self.pairs:
-            index = self.index(source, length, device)
-            pairs = length // 2
-            self.pairs[key] = 0 < pairs <= source and bool(
-                torch.equal(index[: 2 * pairs], torch.arange(2 * pairs, device=device) // 2)
-            )
-        return self.pairs[key]
+        if key not in self.runs:
+            self.runs[key] = nearest_runs(self.index(source, length, device))
+        return self.runs[key]
 
 
 class _Norm(nn.Module):
@@ -213,24 +240,11 @@ def normalized_projection(
 ) -> torch.Tensor:
     """``gLN(x @ weight + bias)``: x (batch, T, C_in), weight (C_in, C_out) -> (batch, T, C_out).
 
-    The output's gLN statistics follow from the input's channel sums and Gram matrix
-    (C_in x C_in, cheaper than the product when C_in < C_out), so the norm is folded into
-    the product's weights and the output is written once (into ``out`` if given).
+    The product is written (into ``out`` if given), then normalised in place.
     """
-    length = x.shape[1]
-    column = x.sum(1).double()  # (batch, C_in)
-    gram = torch.bmm(x.transpose(1, 2), x).double()
-    w, b = weight.double(), bias.double()
-    projected = column @ w  # (batch, C_out): output sums over time minus the bias part
-    s1 = projected.sum(-1, keepdim=True) + length * b.sum()
-    s2 = (
-        ((gram @ w) * w).sum((-2, -1))[:, None]
-        + 2.0 * (projected @ b)[:, None]
-        + length * (b * b).sum()
-    )
-    scale, shift = gln_scale_shift((s1, s2), length, norm.gamma, norm.beta, norm.eps)
-    folded_bias = (b * scale + shift).to(x.dtype)  # (batch, 1, C_out)
-    return torch.baddbmm(folded_bias, x, (w * scale).to(x.dtype), out=out)
+    y = torch.baddbmm(bias, x, weight.expand(x.shape[0], -1, -1), out=out)
+    scale, shift = norm.affine(total_moments(y), y.shape[1])
+    return torch.addcmul(shift, y, scale, out=y)
 
 
 def _probe_conv_into() -> bool:
@@ -418,31 +432,29 @@ def _gate_and_shift(
     source = mul.shape[1]
     if source == length:
         return torch.addcmul(add, d, mul, out=d)
-    if ctx.doubles(source, length, d.device):
-        return _doubled_multiply_add_(d, mul, add)
+    runs = ctx.upsampling(source, length, d.device)
+    if runs is not None:
+        return _upsampled_multiply_add_(d, mul, add, runs)
     both = ctx.resize(torch.cat([mul, add], dim=-1), length)
     mul, add = both.split(d.shape[-1], dim=-1)
     return torch.addcmul(add, d, mul, out=d)
 
 
-def _doubled_multiply_add_(d: torch.Tensor, mul: torch.Tensor, add: torch.Tensor) -> torch.Tensor:
-    """``d * up(mul) + up(add)`` in place, where ``up`` repeats each row twice (cropped to T).
+def _upsampled_multiply_add_(
+    d: torch.Tensor, mul: torch.Tensor, add: torch.Tensor, runs: list[Run]
+) -> torch.Tensor:
+    """``d * up(mul) + up(add)`` in place, ``up`` being the nearest upsampling given by ``runs``
+    (:func:`nearest_runs`).
 
-    d (batch, T, C); mul, add (batch, T_g, C) with T_g >= T // 2 (and >= ceil(T / 2) when T
-    is odd). Broadcasting over a pair axis avoids materialising the upsampled guides.
+    d (batch, T, C); mul, add (batch, T_g, C). Each run broadcasts its guide rows over a
+    repeat axis, so the upsampled guides are never written.
     """
-    batch, length, channels = d.shape
-    pairs = length // 2
-    out = d
-    torch.addcmul(
-        add[:, :pairs, None],
-        d[:, : 2 * pairs].view(batch, pairs, 2, channels),
-        mul[:, :pairs, None],
-        out=out[:, : 2 * pairs].view(batch, pairs, 2, channels),
-    )
-    if length % 2:
-        torch.addcmul(add[:, pairs], d[:, -1], mul[:, pairs], out=out[:, -1])
-    return out
+    batch, _, channels = d.shape
+    for row, source, count, repeat in runs:
+        rows = d[:, row : row + count * repeat].view(batch, count, repeat, channels)
+        guides = slice(source, source + count)
+        torch.addcmul(add[:, guides, None], rows, mul[:, guides, None], out=rows)
+    return d
 
 
 class _DepthwiseFusion(nn.Module):
