@@ -2,10 +2,10 @@
 
     python examples/make_mixture.py data/corpus examples
 
-Two held-out voices of the bundled model (recipes/tdanet-demo.yaml, seed 19): June
-(French) and Carlo (Italian) from the Asterisk phone prompts, each normalised to -25 LUFS,
-the shorter one padded with silence, summed, and scaled down together if the mix would
-clip. Written as 16-bit PCM WAV at 16 kHz.
+Two held-out voices of the bundled model (recipes/tdanet-demo.yaml, seed 19): the Fish
+Fillets NG characters `linux-1` and `linux-2` (Czech game dialogue), each normalised to
+-25 LUFS, the shorter one padded with silence, summed, and scaled down together if the mix
+would clip. Written as 16-bit PCM WAV at 16 kHz.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import soundfile as sf
 
 SAMPLE_RATE = 16000
 SOURCES = (
-    "asterisk-june/fr-prompts/auth-incorrect.flac",
-    "asterisk-carlo/it-prompts/demo-thanks.flac",
+    "fillets-linux-1/linux/1-pohodli.flac",
+    "fillets-linux-2/linux/2-maskot.flac",
 )
 LOUDNESS_LUFS = -25.0
 PEAK = 0.9

@@ -48,7 +48,7 @@ def test_bundled_model_matches_its_recipe() -> None:
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
-def test_bundled_model_separates_the_example_into_two_distinct_sources() -> None:
+def test_bundled_model_separates_the_example() -> None:
     mixture, rate = sf.read(str(EXAMPLES / "mixture.wav"), dtype="float32")
     references = np.stack(
         [sf.read(str(EXAMPLES / f"mixture_s{i}.wav"), dtype="float32")[0] for i in (1, 2)]
@@ -60,11 +60,12 @@ def test_bundled_model_separates_the_example_into_two_distinct_sources() -> None
     with torch.no_grad():
         estimates = model(torch.from_numpy(mixture)[None])[0].numpy()
     assert estimates.shape == (2, mixture.size) and np.isfinite(estimates).all()
-    # Two different outputs, neither a copy of the mixture. (It does not improve SI-SNR on
-    # this example, see docs/model-card.md, so no improvement is asserted here.)
-    assert si_snr(estimates[0], estimates[1]) < 6.0
-    assert max(si_snr(e, mixture) for e in estimates) < 15.0
-    assert np.isfinite(best_pairing(estimates, references))
+    # 5.1 dB SI-SNRi measured on the shipped checkpoint (examples/README.md).
+    improvement = best_pairing(estimates, references) - np.mean(
+        [si_snr(mixture, reference) for reference in references]
+    )
+    assert improvement > 4.0
+    assert si_snr(estimates[0], estimates[1]) < 0.0  # two different voices, not two copies
 
 
 def test_readme_first_command_separates_the_example_with_the_default_model(
