@@ -54,6 +54,17 @@ def test_fast_path_equals_eager_model_on_odd_lengths(changes: dict) -> None:
         assert (output - expected).abs().max().item() <= TOLERANCE, (changes, length)
 
 
+def test_plain_convolutions_where_oneDNN_cannot_write_in_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model, fast = reference_and_fast({})
+    monkeypatch.setattr("tdanet.fast._CONV_INTO", False)
+    mixture = torch.randn(2, 777, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = model(mixture)
+    assert (fast(mixture) - expected).abs().max().item() <= TOLERANCE
+
+
 def test_gathered_guides_equal_the_run_by_run_upsampling(monkeypatch: pytest.MonkeyPatch) -> None:
     model, fast = reference_and_fast({})
     monkeypatch.setattr("tdanet.fast._MAX_RUNS", 1)  # every upsampling takes the gather path

@@ -16,8 +16,10 @@ measured on one CPU thread; see docs/efficiency.md):
 * The per-frame attention (LayerNorm -> + positions -> value -> output projection, x2) is one
   matrix on the normalised frames plus a position table projected once per call.
 * The LA gate/shift products are formed at the coarse resolution before nearest upsampling
-  (which commutes with element-wise maps), and the top level's fused feature, which the
-  released decoder never reads, is not computed.
+  (which commutes with element-wise maps) and broadcast over runs of repeated rows, and the
+  top level's fused feature, which the released decoder never reads, is not computed.
+* No fresh full-size tensors: depthwise convolutions (through oneDNN's in-place conv), the
+  projection and the guides write into buffers reused by every unfolding of the U-block.
 """
 
 from __future__ import annotations
