@@ -58,7 +58,7 @@ def test_plain_convolutions_where_oneDNN_cannot_write_in_place(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     model, fast = reference_and_fast({})
-    monkeypatch.setattr("tdanet.fast._CONV_INTO", False)
+    monkeypatch.setattr("tdanet.fast._conv_into", lambda: False)
     mixture = torch.randn(2, 777, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         expected = model(mixture)

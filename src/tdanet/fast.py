@@ -25,6 +25,7 @@ measured on one CPU thread; see docs/efficiency.md):
 from __future__ import annotations
 
 import copy
+import functools
 from typing import cast
 
 import torch
@@ -139,7 +140,7 @@ def nearest_runs(index: torch.Tensor) -> list[Run] | None:
     downsampling) or needs more than ``_MAX_RUNS`` runs.
     """
     values, counts = torch.unique_consecutive(index, return_counts=True)
-    if values[0] != 0 or not torch.equal(values, torch.arange(len(values), device=values.device)):
+    if not torch.equal(values, torch.arange(len(values), device=values.device)):
         return None
     runs: list[Run] = []
     row = 0
@@ -249,8 +250,10 @@ def normalized_projection(
     return torch.addcmul(shift, y, scale, out=y)
 
 
-def _probe_conv_into() -> bool:
-    """Whether oneDNN's in-place conv (``mkldnn._convolution_pointwise_``) runs and is exact."""
+@functools.cache
+def _conv_into() -> bool:
+    """Whether oneDNN's in-place conv (``mkldnn._convolution_pointwise_``) runs and is exact,
+    so that depthwise convolutions can write into reused buffers; probed on first use."""
     op = getattr(torch.ops.mkldnn, "_convolution_pointwise_", None)
     if op is None or not torch.backends.mkldnn.is_available():
         return False
@@ -264,10 +267,6 @@ def _probe_conv_into() -> bool:
     except RuntimeError:
         return False
     return torch.allclose(out, F.conv2d(x, w, b, (1, 2), (0, 2), 1, 4), atol=1e-6)
-
-
-# Whether depthwise convolutions can write into reused buffers (oneDNN CPU builds).
-_CONV_INTO = _probe_conv_into()
 
 
 class _DepthwiseConv(nn.Module):
@@ -285,15 +284,15 @@ class _DepthwiseConv(nn.Module):
         self.register_buffer("weight", _frozen(conv.weight).unsqueeze(2))
         self.register_buffer("bias", None if conv.bias is None else _frozen(conv.bias))
 
-    def forward(self, x: torch.Tensor, ctx: _Context | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ctx: _Context) -> torch.Tensor:
         """(batch, T, C) -> (batch, ceil(T / stride), C).
 
-        With ``ctx`` on a CPU with oneDNN, the output is this module's scratch buffer of the
-        call (valid until the module runs again): a fresh full-size output would cost a
-        zero-filled mapping from the OS, as much time as the convolution itself.
+        On a CPU with oneDNN, the output is this module's scratch buffer in ``ctx`` (valid
+        until the module runs again): a fresh full-size output would cost a zero-filled
+        mapping from the OS, as much time as the convolution itself.
         """
         image = x.transpose(1, 2).unsqueeze(2)
-        if ctx is None or not _CONV_INTO or x.device.type != "cpu" or x.dtype != torch.float32:
+        if x.device.type != "cpu" or x.dtype != torch.float32 or not _conv_into():
             out = F.conv2d(
                 image, self.weight, self.bias, (1, self.stride), (0, self.padding), 1, self.groups
             )
