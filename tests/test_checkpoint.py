@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import argparse
 import pickle
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -116,7 +119,7 @@ def test_malicious_pickle_is_never_executed(tmp_path: Path) -> None:
     plain_pickle.write_bytes(pickle.dumps(_Exploit(marker)))
     for path in (torch_file, plain_pickle):
         assert not marker.exists()
-        with pytest.raises(CheckpointError, match="never executed|not a loadable"):
+        with pytest.raises(CheckpointError, match="refused"):
             load_checkpoint(path)
         assert not marker.exists()
 
@@ -125,4 +128,88 @@ def test_non_dict_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "list.pt"
     torch.save([torch.zeros(2)], path)
     with pytest.raises(CheckpointError, match="expected a dict"):
+        load_checkpoint(path)
+
+
+def release_payload() -> dict:
+    """The fixture as the authors' ``serialize()`` writes it (``infos`` included)."""
+    with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+        return torch.load(OFFICIAL_SMALL / "checkpoint.pth", weights_only=True)
+
+
+def assert_computes_release_output(model: TDANet) -> None:
+    mixture = torch.from_numpy(np.load(OFFICIAL_SMALL / "input.npy"))
+    with torch.no_grad():
+        output = model(mixture).numpy()
+    np.testing.assert_allclose(output, np.load(OFFICIAL_SMALL / "expected.npy"), atol=1e-5)
+
+
+def test_fixture_is_written_as_the_authors_script_writes_it() -> None:
+    payload = release_payload()
+    versions = payload["infos"]["software_versions"]
+    assert type(versions["torch_version"]) is torch.torch_version.TorchVersion
+    assert isinstance(versions["pytorch_lightning_version"], str)
+    # Plain weights_only loading refuses it: the reason the loader allows TorchVersion.
+    with pytest.raises(Exception, match="TorchVersion"):
+        torch.load(OFFICIAL_SMALL / "checkpoint.pth", weights_only=True)
+
+
+def test_release_file_with_infos_computes_the_release_output() -> None:
+    assert_computes_release_output(load_checkpoint(OFFICIAL_SMALL / "checkpoint.pth"))
+
+
+@pytest.mark.parametrize(
+    "intruder, name",
+    [
+        (Path("/tmp/x"), "pathlib.PosixPath"),
+        (argparse.Namespace(lr=1e-3), "argparse.Namespace"),
+        (np.float64(1.0), "numpy"),
+    ],
+)
+def test_any_other_global_is_refused_by_name(tmp_path: Path, intruder, name: str) -> None:
+    payload = release_payload()
+    payload["infos"]["extra"] = intruder
+    path = tmp_path / "release.pth"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=rf"refused: it holds the Python object {name}") as info:
+        load_checkpoint(path)
+    assert "re-save it" in str(info.value) and "\n" not in str(info.value)
+
+
+def legacy_zip_without_new_records(source: Path, target: Path) -> None:
+    """A zip checkpoint as torch 1.x wrote it: no ``byteorder``, no serialization id."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for item in old.infolist():
+            if not item.filename.endswith(("/byteorder", "/.data/serialization_id")):
+                new.writestr(item, old.read(item.filename))
+
+
+@pytest.mark.parametrize("layout", ["legacy", "zip-1.x"])
+def test_files_in_torch_1x_formats_load(tmp_path: Path, layout: str) -> None:
+    payload = release_payload()
+    path = tmp_path / f"{layout}.pth"
+    if layout == "legacy":
+        torch.save(payload, path, _use_new_zipfile_serialization=False)
+    else:
+        modern = tmp_path / "modern.pth"
+        torch.save(payload, modern)
+        legacy_zip_without_new_records(modern, path)
+        assert "byteorder" not in " ".join(zipfile.ZipFile(path).namelist())
+    assert_computes_release_output(load_checkpoint(path))
+
+
+def test_own_format_version_1_with_all_metadata_types(tmp_path: Path) -> None:
+    model = randomize_(TDANet(PRESETS["tdanet-tiny"]))
+    metadata = {"epoch": 3, "val_loss": -4.5, "recipe": {"seed": 1, "lufs": [-33.0, -25.0]}}
+    path = save_checkpoint(model, tmp_path / "m.pt", metadata=metadata)
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(str(path)) == []
+    assert checkpoint_metadata(path) == metadata
+
+
+def test_lightning_checkpoint_without_config_says_what_to_load(tmp_path: Path) -> None:
+    model = TDANet(PRESETS["tdanet-tiny"])
+    path = tmp_path / "old.ckpt"
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"pytorch-lightning_version": "2.2.0", "state_dict": state, "epoch": 1}, path)
+    with pytest.raises(CheckpointError, match="load best.pt or last.pt"):
         load_checkpoint(path)

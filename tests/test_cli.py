@@ -31,3 +31,26 @@ def test_bad_model_is_one_line_error_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0
     assert "bad.pt" in result.stderr
+
+
+def test_checkpoint_with_a_foreign_object_names_it(tmp_path: Path) -> None:
+    import argparse
+
+    import torch
+
+    with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+        payload = torch.load(OFFICIAL_SMALL / "checkpoint.pth", weights_only=True)
+    payload["hparams"] = argparse.Namespace(lr=1e-3)
+    path = tmp_path / "with-hparams.pth"
+    torch.save(payload, path)
+    import numpy as np
+    import soundfile as sf
+
+    audio = tmp_path / "mix.wav"
+    sf.write(audio, np.load(OFFICIAL_SMALL / "input.npy")[0], 16000)
+    out = tmp_path / "out"
+    result = run_cli("separate", str(audio), "-o", str(out), "--model", str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "argparse.Namespace" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert not out.exists() or not any(out.iterdir())

@@ -3,6 +3,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -63,6 +64,11 @@ def test_hub_name_resolves_through_huggingface_cache(tmp_path: Path, monkeypatch
         )
         model = load_model("JusperLee/TDANetBest-4ms-LRS2")
         assert model.config.out_channels == 16
+        # The cached file carries the authors' `infos` (a TorchVersion) and still loads exactly.
+        mixture = torch.from_numpy(np.load(OFFICIAL_SMALL / "input.npy"))
+        with torch.no_grad():
+            output = model(mixture).numpy()
+        np.testing.assert_allclose(output, np.load(OFFICIAL_SMALL / "expected.npy"), atol=1e-5)
         with pytest.raises(CheckpointError, match="offline mode"):
             load_model("JusperLee/TDANetBest-2ms-LRS2")
     finally:

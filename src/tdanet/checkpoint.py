@@ -1,17 +1,22 @@
-"""Checkpoints as data: this package's format and the authors' release layout.
+"""Checkpoints as data: this package's format, the authors' release layout, Lightning's.
 
 This package writes ``{"format_version", "config", "state_dict", "metadata"}``; the release
-layout is ``{"model_name", "state_dict", "model_args"}``. Both are read with
-``torch.load(weights_only=True)``, so a file can never run code while it loads.
+layout is ``{"model_name", "state_dict", "model_args"}`` plus, as the authors' ``serialize()``
+writes it, ``infos`` with the software versions; ``tdanet train``'s Lightning checkpoints
+(``*.ckpt``) hold the module's ``state_dict`` and the network's config under
+``LIGHTNING_CONFIG_KEY``. All are read with ``torch.load(weights_only=True)`` and only the
+globals in ``SAFE_GLOBALS`` allowed, so a file can never run code while it loads.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.torch_version import TorchVersion
 
 from .atomic import replaced_on_success
 from .errors import CheckpointError
@@ -20,6 +25,14 @@ from .model.attention import sinusoid_table
 
 FORMAT_VERSION = 1
 POSITION_TABLE_KEY = "sm.unet.globalatt.attn.pos_enc.pe"
+# Where a Lightning checkpoint of ``tdanet train`` keeps the network's config.
+LIGHTNING_CONFIG_KEY = "tdanet_config"
+# The Lightning module holds the network as ``self.model``.
+LIGHTNING_PREFIX = "model."
+# The only non-container globals a checkpoint may hold: the release's ``infos`` stores
+# ``torch.__version__``, a ``str`` subclass that adds version comparisons and nothing else.
+SAFE_GLOBALS: tuple[type, ...] = (TorchVersion,)
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 
 
 def save_checkpoint(
@@ -45,17 +58,30 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt, truncated or unsafe files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            reason = "it contains pickled code or objects, which are never executed"
-        raise CheckpointError(
-            f"{path}: not a loadable TDANet checkpoint ({reason[:200]})"
-        ) from None
+        raise CheckpointError(f"{path}: {unreadable_reason(exc)}") from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, found {type(payload).__name__}")
     return payload
+
+
+def unreadable_reason(exc: Exception) -> str:
+    """One line on why ``torch.load(weights_only=True)`` refused a file, and what to do."""
+    text = str(exc).strip()
+    unsafe = _UNSAFE_GLOBAL.search(text)
+    if unsafe:
+        return (
+            f"refused: it holds the Python object {unsafe.group(1).rstrip('.')}, which could run "
+            "code when loaded, and only tensors, numbers, strings and plain containers are "
+            "read; if you trust the file, re-save it without that object (for example "
+            "torch.save({'state_dict': ..., 'model_args': ...}))"
+        )
+    if "weights_only" in text or "Weights only load failed" in text:
+        return "refused: it contains pickled code or objects, which are never executed"
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    return f"not a loadable TDANet checkpoint ({reason[:200]})"
 
 
 def parse_checkpoint(
@@ -80,10 +106,18 @@ def parse_checkpoint(
                 f"{source}: unknown release model_args {', '.join(map(str, extra))}"
             )
         config_values = dict(args)
+    elif "pytorch-lightning_version" in payload:
+        if LIGHTNING_CONFIG_KEY not in payload:
+            raise CheckpointError(
+                f"{source}: a Lightning checkpoint without the network's config (written by an "
+                "older tdanet); load best.pt or last.pt from the same folder instead"
+            )
+        config_values = payload[LIGHTNING_CONFIG_KEY]
+        payload = {"state_dict": lightning_model_state(payload.get("state_dict"), source)}
     else:
         raise CheckpointError(
-            f"{source}: not a TDANet checkpoint (expected keys format_version/config/state_dict "
-            "or the release's model_name/model_args/state_dict)"
+            f"{source}: not a TDANet checkpoint (expected keys format_version/config/state_dict, "
+            "the release's model_name/model_args/state_dict, or a tdanet train .ckpt)"
         )
     if not isinstance(config_values, dict):
         raise CheckpointError(f"{source}: checkpoint has no config dict")
@@ -99,6 +133,17 @@ def parse_checkpoint(
     if table is not None:
         check_position_table(table, config.in_channels, source)
     return config, state
+
+
+def lightning_model_state(state: Any, source: str) -> dict[str, Any]:
+    """The network's weights inside a Lightning module's state_dict (``model.`` prefix removed)."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source}: the Lightning checkpoint has no state_dict")
+    return {
+        name.removeprefix(LIGHTNING_PREFIX): value
+        for name, value in state.items()
+        if name.startswith(LIGHTNING_PREFIX)
+    }
 
 
 def check_position_table(table: torch.Tensor, channels: int, source: str) -> None:

@@ -56,6 +56,12 @@ def test_resume_continues_exactly(corpus: Path, tmp_path: Path) -> None:
     assert (straight.output_dir / "splits.json").is_file()
     assert (straight.output_dir / "logs" / "csv" / "metrics.csv").is_file()
     assert (resumed.output_dir / "logs" / "csv-1" / "metrics.csv").is_file()
+    # Lightning's own checkpoint is plain data and loads as the same network.
+    lightning_file = resumed.output_dir / "checkpoints" / "resume.ckpt"
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(str(lightning_file)) == []
+    from_lightning = load_model(lightning_file).state_dict()
+    for name, tensor in b["state_dict"].items():
+        assert torch.equal(tensor, from_lightning[name]), name
     # Without --resume, an existing run is never overwritten.
     with pytest.raises(ConfigError, match="previous run"):
         train(load_recipe(RECIPE, tiny_overrides(corpus, tmp_path / "b", 2)))
@@ -73,6 +79,16 @@ def test_fine_tuning_starts_from_the_given_weights(corpus: Path, tmp_path: Path)
     close = [torch.allclose(tuned[k], first[k], atol=1e-4) for k in tuned]
     assert all(close)
     assert not all(torch.equal(tuned[k], first[k]) for k in tuned)
+
+
+def test_fine_tuning_from_a_lightning_checkpoint(corpus: Path, tmp_path: Path) -> None:
+    first = train(load_recipe(RECIPE, [*tiny_overrides(corpus, tmp_path / "a", 1)]))
+    lightning_file = first.output_dir / "checkpoints" / "resume.ckpt"
+    overrides = [*tiny_overrides(corpus, tmp_path / "ft", 1), f"model.init_from={lightning_file}"]
+    overrides += ["trainer.limit_train_batches=1", "optim.lr=1e-6"]
+    tuned = read_checkpoint(train(load_recipe(RECIPE, overrides)).last)["state_dict"]
+    start = read_checkpoint(first.last)["state_dict"]
+    assert all(torch.allclose(tuned[k], start[k], atol=1e-4) for k in tuned)
 
 
 def test_fine_tuning_rejects_a_model_for_another_rate(corpus: Path, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from ..checkpoint import LIGHTNING_CONFIG_KEY
 from ..losses import pit_neg_si_snr, pit_si_snr, si_snr
 from ..model import TDANet
 from .recipe import OptimSection
@@ -32,6 +33,10 @@ class SeparationModule(L.LightningModule):
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         """(B, T) -> (B, C, T)."""
         return self.model(mixture)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The network's config makes the .ckpt loadable by load_model and model.init_from.
+        checkpoint[LIGHTNING_CONFIG_KEY] = self.model.config.to_dict()
 
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
         # Random masks depend only on (seed, rank, step): a resumed run draws the same ones.
