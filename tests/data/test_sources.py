@@ -53,3 +53,20 @@ def test_splits_are_disjoint_seeded_and_sized() -> None:
     assert split_speakers(speakers, 0.1, 3, seed=2, num_sources=2) != splits
     with pytest.raises(DataError, match="5 speakers is too few for 2-speaker mixtures"):
         split_speakers(speakers[:5], 2, 2, seed=0, num_sources=2)
+
+
+def test_named_held_out_and_train_only_speakers() -> None:
+    speakers = [f"real-{i:02d}" for i in range(12)] + [f"kokoro-{i}" for i in range(5)]
+    splits = split_speakers(
+        speakers, 3, 0, seed=4, num_sources=2, held_out=["real-0[0-2]"], train_only=["kokoro-*"]
+    )
+    assert splits["test"] == ["real-00", "real-01", "real-02"]
+    assert len(splits["valid"]) == 3 and not any(s.startswith("kokoro") for s in splits["valid"])
+    assert {f"kokoro-{i}" for i in range(5)} <= set(splits["train"])
+    assert sorted(sum(splits.values(), [])) == sorted(speakers)
+    with pytest.raises(DataError, match="test_speakers must be 0"):
+        split_speakers(speakers, 3, 2, seed=4, num_sources=2, held_out=["real-00"])
+    with pytest.raises(DataError, match="match no speaker"):
+        split_speakers(speakers, 3, 0, seed=4, num_sources=2, held_out=["nobody"])
+    with pytest.raises(DataError, match="both held out and train-only"):
+        split_speakers(speakers, 3, 0, seed=4, num_sources=2, held_out=["kokoro-1"], train_only=["kokoro-*"])

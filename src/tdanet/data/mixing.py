@@ -7,6 +7,10 @@ Two gain schemes:
   * ``"snr"`` as LRS2-2Mix: source k > 1 is set ``snr_db`` (uniform) relative to source 1;
     noise, if any, sits ``noise_snr_db`` below the speech sum.
 
+Augmentation (all off by default, see :mod:`tdanet.data.augment`): windows filled with more
+speech of the same speaker instead of silence (``fill``), random EQ per source, one random room
+per mixture whose reverberant sources are the targets, noise in a fraction of mixtures.
+
 Every draw is a function of a numpy ``Generator``, so ``default_rng([seed, stream, epoch,
 index])`` makes item ``index`` of an epoch the same on any machine, process or resume.
 """
@@ -24,6 +28,7 @@ from torch.utils.data import Dataset
 
 from ..audio import read_mono, resample
 from ..errors import DataError
+from .augment import random_eq, reverberate, room_impulse_responses
 from .sources import Utterance, group_by_speaker
 
 GainMode = Literal["loudness", "snr"]
@@ -52,6 +57,14 @@ class MixingConfig:
             square root of) their recorded duration, so that voices with few short
             recordings do not dominate.
         max_amplitude: peak above which a mixture (and its sources) is scaled down.
+        fill: with a fixed ``segment``, a source shorter than the window is followed by more
+            utterances of the same speaker instead of silence, so both voices fill it.
+        eq_prob, eq_db: chance that a source gets a random EQ, and its gain range (+-dB).
+        reverb_prob: chance that a mixture is placed in a room; its sources are then
+            reverberant, targets included.
+        rt60: range of the rooms' reverberation time in seconds.
+        room_seed, room_count: the bank rooms are drawn from (see ``augment``).
+        noise_prob: chance that a mixture gets noise, when noise files are given.
     """
 
     num_sources: int = 2
@@ -66,13 +79,33 @@ class MixingConfig:
     speed_perturb: tuple[float, float] | None = None
     speaker_weighting: Weighting = "sqrt_duration"
     max_amplitude: float = 0.9
+    fill: bool = False
+    eq_prob: float = 0.0
+    eq_db: float = 6.0
+    reverb_prob: float = 0.0
+    rt60: tuple[float, float] = (0.2, 0.6)
+    room_seed: int = 0
+    room_count: int = 256
+    noise_prob: float = 1.0
 
     def __post_init__(self) -> None:
         if self.num_sources < 2:
             raise DataError(f"mixing: num_sources must be at least 2, got {self.num_sources}")
         if self.segment is not None and self.segment <= 0:
             raise DataError(f"mixing: segment must be positive seconds, got {self.segment}")
-        for name in ("speech_lufs", "noise_lufs", "snr_db", "noise_snr_db", "speed_perturb"):
+        for name in ("eq_prob", "reverb_prob", "noise_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise DataError(f"mixing: {name} must be within [0, 1], got {getattr(self, name)}")
+        if self.rt60[0] <= 0 or self.room_count < 1:
+            raise DataError("mixing: rt60 must be positive seconds and room_count at least 1")
+        for name in (
+            "speech_lufs",
+            "noise_lufs",
+            "snr_db",
+            "noise_snr_db",
+            "speed_perturb",
+            "rt60",
+        ):
             value = getattr(self, name)
             if value is not None and (len(value) != 2 or value[0] > value[1]):
                 raise DataError(f"mixing: {name} must be a [low, high] range, got {value!r}")
@@ -209,6 +242,10 @@ class MixtureDrawer:
         """One mixture; all randomness comes from ``rng``."""
         config = self.config
         chosen = rng.choice(len(self.speakers), config.num_sources, replace=False, p=self.weights)
+        # Draws for augmentations that are off are skipped, so older recipes draw as before.
+        room = None
+        if config.reverb_prob > 0 and rng.random() < config.reverb_prob:
+            room = int(rng.integers(config.room_count))
         signals, info_sources = [], []
         for index in chosen:
             speaker = self.speakers[int(index)]
@@ -221,13 +258,22 @@ class MixtureDrawer:
             for _ in range(SILENCE_RETRIES):
                 signal, start = load_excerpt(utt, config, rng, speed)
                 if config.segment_samples is not None:
+                    if config.fill:
+                        signal = self.filled(signal, utts, config.segment_samples, rng, speed)
                     signal = fit_length(signal, config.segment_samples, rng)
                 if float(np.sqrt(np.mean(np.square(signal)))) > SILENCE_RMS:
                     break
+            if config.eq_prob > 0 and rng.random() < config.eq_prob:
+                signal = random_eq(signal, config.sample_rate, config.eq_db, rng)
             signals.append(signal)
             info_sources.append(
                 {"speaker": speaker, "path": str(utt.path), "start": start, "speed": speed}
             )
+        if room is not None:
+            responses = room_impulse_responses(
+                config.room_seed, room, config.num_sources, config.sample_rate, config.rt60
+            )
+            signals = [reverberate(s, r) for s, r in zip(signals, responses, strict=True)]
         length = config.segment_samples
         if length is None and config.mode == "min":
             length = min(s.shape[0] for s in signals)
@@ -237,7 +283,7 @@ class MixtureDrawer:
             signals = [np.pad(s, (0, length - s.shape[0])) for s in signals]
         sources = np.stack(signals).astype(np.float32)
         noise = None
-        if self.noises:
+        if self.noises and (config.noise_prob >= 1 or rng.random() < config.noise_prob):
             noise_utt = self.noises[int(rng.integers(len(self.noises)))]
             noise_signal, _ = read_mono(noise_utt.path)
             noise = loop_to_length(
@@ -257,9 +303,29 @@ class MixtureDrawer:
         for item, gain in zip(info_sources, gains, strict=False):
             item["gain"] = float(gain)
         info: dict[str, Any] = {"sources": info_sources, "length": int(length)}
+        if room is not None:
+            info["room"] = {"seed": config.room_seed, "index": room}
         if noise is not None:
             info["noise"] = {"path": str(noise_utt.path), "gain": float(gains[-1])}
         return Mixture(mixture.astype(np.float32), sources.astype(np.float32), noise, info)
+
+    def filled(
+        self,
+        signal: np.ndarray,
+        utts: list[Utterance],
+        length: int,
+        rng: np.random.Generator,
+        speed: float,
+    ) -> np.ndarray:
+        """``signal`` followed by further utterances of the same speaker until ``length``."""
+        parts, total = [signal], signal.shape[0]
+        for _ in range(SILENCE_RETRIES * 4):
+            if total >= length:
+                break
+            extra, _ = load_excerpt(utts[int(rng.integers(len(utts)))], self.config, rng, speed)
+            parts.append(extra)
+            total += extra.shape[0]
+        return np.concatenate(parts)
 
     def source_gains(
         self, sources: np.ndarray, noise: np.ndarray | None, rng: np.random.Generator

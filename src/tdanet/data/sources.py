@@ -10,6 +10,8 @@ A source index is built from either
 from __future__ import annotations
 
 import csv
+import fnmatch
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,26 +125,55 @@ def held_out_count(value: float, total: int) -> int:
 
 
 def split_speakers(
-    speakers: list[str], valid: float, test: float, seed: int, num_sources: int
+    speakers: list[str],
+    valid: float,
+    test: float,
+    seed: int,
+    num_sources: int,
+    held_out: Iterable[str] = (),
+    train_only: Iterable[str] = (),
 ) -> dict[str, list[str]]:
     """Speaker-disjoint train/valid/test lists, drawn reproducibly from ``seed``.
 
-    ``valid``/``test`` are counts (int) or fractions (float in (0, 1)). Each split must hold
-    at least ``num_sources`` speakers, since a mixture needs that many different voices.
+    ``valid``/``test`` are counts (int) or fractions (float in (0, 1)) of the speakers that
+    may be held out. Speakers matching a ``held_out`` pattern (``fnmatch``) form the test
+    split (``test`` must then be 0); those matching ``train_only`` are never held out. Each
+    split must hold at least ``num_sources`` speakers, since a mixture needs that many voices.
     """
-    total = len(speakers)
-    n_valid, n_test = held_out_count(valid, total), held_out_count(test, total)
-    n_train = total - n_valid - n_test
-    if min(n_train, n_valid, n_test) < num_sources:
+    held_patterns, train_patterns = list(held_out), list(train_only)
+    fixed_test = sorted(s for s in speakers if matches(s, held_patterns))
+    if held_patterns and test:
+        raise DataError("test_speakers must be 0 when held_out_speakers names the test split")
+    if held_patterns and not fixed_test:
+        raise DataError(f"held_out_speakers {held_patterns} match no speaker; check the names")
+    always_train = sorted(s for s in speakers if matches(s, train_patterns))
+    clash = sorted(set(fixed_test) & set(always_train))
+    if clash:
+        raise DataError(f"speaker {clash[0]} is both held out and train-only; fix the patterns")
+    candidates = sorted(set(speakers) - set(fixed_test) - set(always_train))
+    total = len(candidates) + len(fixed_test)
+    n_valid = held_out_count(valid, total)
+    n_test = len(fixed_test) if held_patterns else held_out_count(test, total)
+    n_train = len(speakers) - n_valid - n_test
+    if min(n_train, n_valid, n_test) < num_sources or n_valid + n_test - len(fixed_test) > len(
+        candidates
+    ):
         raise DataError(
-            f"{total} speakers is too few for {num_sources}-speaker mixtures with speaker-disjoint "
-            f"splits (train {n_train}, valid {n_valid}, test {n_test}; each needs at least "
-            f"{num_sources}); add speakers or hold out fewer (valid_speakers, test_speakers)"
+            f"{len(speakers)} speakers is too few for {num_sources}-speaker mixtures with "
+            f"speaker-disjoint splits (train {n_train}, valid {n_valid}, test {n_test}; each "
+            f"needs at least {num_sources}); add speakers or hold out fewer (valid_speakers, "
+            "test_speakers)"
         )
-    order = np.random.default_rng([seed, 7919]).permutation(sorted(speakers))
+    order = np.random.default_rng([seed, 7919]).permutation(candidates)
     chosen = [str(s) for s in order]
+    drawn_test = 0 if held_patterns else n_test
     return {
-        "train": sorted(chosen[n_valid + n_test :]),
+        "train": sorted(chosen[n_valid + drawn_test :] + always_train),
         "valid": sorted(chosen[:n_valid]),
-        "test": sorted(chosen[n_valid : n_valid + n_test]),
+        "test": sorted(fixed_test or chosen[n_valid : n_valid + drawn_test]),
     }
+
+
+def matches(speaker: str, patterns: list[str]) -> bool:
+    """Whether ``speaker`` matches any shell pattern (``kokoro-*``) or name in ``patterns``."""
+    return any(fnmatch.fnmatchcase(speaker, pattern) for pattern in patterns)

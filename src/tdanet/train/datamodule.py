@@ -31,8 +31,9 @@ class TrainingData:
     speaker_splits: dict[str, list[str]] | None = None
 
 
-def mixing_config(data: DataSection, segment: float | None) -> MixingConfig:
-    """The dynamic-mixing settings of a data section, with the given window length."""
+def mixing_config(data: DataSection, segment: float | None, augment: bool) -> MixingConfig:
+    """The dynamic-mixing settings of a data section, with the given window length; with
+    ``augment`` the section's EQ, rooms and noise chance, else clean windows (validation)."""
     return MixingConfig(
         num_sources=data.num_sources,
         sample_rate=data.sample_rate,
@@ -44,6 +45,13 @@ def mixing_config(data: DataSection, segment: float | None) -> MixingConfig:
         noise_snr_db=data.noise_snr_db,
         speed_perturb=data.speed_perturb,
         speaker_weighting=data.speaker_weighting,
+        fill=data.fill,
+        eq_prob=data.eq_prob if augment else 0.0,
+        eq_db=data.eq_db,
+        reverb_prob=data.reverb_prob if augment else 0.0,
+        rt60=data.rt60,
+        room_count=data.room_count,
+        noise_prob=data.noise_prob,
     )
 
 
@@ -65,7 +73,13 @@ def speaker_split_sources(
     utterances = index_sources(data.root)
     speakers = sorted({u.speaker for u in utterances})
     splits = split_speakers(
-        speakers, data.valid_speakers, data.test_speakers, seed, data.num_sources
+        speakers,
+        data.valid_speakers,
+        data.test_speakers,
+        seed,
+        data.num_sources,
+        held_out=data.held_out_speakers,
+        train_only=data.train_only_speakers,
     )
     split_of = {speaker: name for name, members in splits.items() for speaker in members}
     by_split: dict[str, list[Utterance]] = {name: [] for name in splits}
@@ -86,7 +100,7 @@ def build_training_data(data: DataSection, seed: int) -> TrainingData:
         train = DynamicMixDataset(
             MixtureDrawer(
                 by_split["train"],
-                mixing_config(data, data.segment),
+                mixing_config(data, data.segment, augment=True),
                 None if noise is None else noise["train"],
             ),
             data.train_items,
@@ -96,7 +110,7 @@ def build_training_data(data: DataSection, seed: int) -> TrainingData:
         valid = DynamicMixDataset(
             MixtureDrawer(
                 by_split["valid"],
-                mixing_config(data, data.valid_segment),
+                mixing_config(data, data.valid_segment, augment=False),
                 None if noise is None else noise["valid"],
             ),
             data.valid_items,

@@ -72,6 +72,18 @@ class DataSection:
     noise_root: str | None = None
     speed_perturb: tuple[float, float] | None = None
     speaker_weighting: Literal["uniform", "sqrt_duration", "duration"] = "sqrt_duration"
+    # Speakers (names or shell patterns) always in the test split (then test_speakers: 0),
+    # and those only ever trained on (synthetic voices: validate and test on real ones).
+    held_out_speakers: tuple[str, ...] = ()
+    train_only_speakers: tuple[str, ...] = ()
+    # Augmentation of dynamic mixing (tdanet.data.mixing.MixingConfig), training split only.
+    fill: bool = False
+    eq_prob: float = 0.0
+    eq_db: float = 6.0
+    reverb_prob: float = 0.0
+    rt60: tuple[float, float] = (0.2, 0.6)
+    room_count: int = 256
+    noise_prob: float = 1.0
 
 
 @dataclass(frozen=True)
