@@ -63,7 +63,7 @@ def test_named_held_out_and_train_only_speakers() -> None:
     assert splits["test"] == ["real-00", "real-01", "real-02"]
     assert len(splits["valid"]) == 3 and not any(s.startswith("kokoro") for s in splits["valid"])
     assert {f"kokoro-{i}" for i in range(5)} <= set(splits["train"])
-    assert sorted(sum(splits.values(), [])) == sorted(speakers)
+    assert sorted(s for members in splits.values() for s in members) == sorted(speakers)
     with pytest.raises(DataError, match="test_speakers must be 0"):
         split_speakers(speakers, 3, 2, seed=4, num_sources=2, held_out=["real-00"])
     with pytest.raises(DataError, match="match no speaker"):
