@@ -26,6 +26,8 @@ def test_overrides_are_typed_and_nested() -> None:
     assert recipe.data.speed_perturb == (0.9, 1.1)
     assert recipe.optim.lr == pytest.approx(2e-4)
     assert recipe.to_dict()["data"]["speed_perturb"] == [0.9, 1.1]
+    named = load_recipe(RECIPES / "small-cpu.yaml", ["data.root=/x", "data.held_out_speakers=[a, b*, c]"])
+    assert named.data.held_out_speakers == ("a", "b*", "c")
 
 
 @pytest.mark.parametrize(
@@ -38,6 +40,8 @@ def test_overrides_are_typed_and_nested() -> None:
         ("data.segment=-1", "data.segment: must be positive"),
         ("data.speech_lufs=[1]", "data.speech_lufs: expected a list of 2"),
         ("noequals", "section.key=value"),
+        ("data.held_out_speakers=a", "data.held_out_speakers: expected a list"),
+        ("data.train_only_speakers=[1]", "data.train_only_speakers: expected str"),
     ],
 )
 def test_bad_recipes_name_the_key(override: str, message: str) -> None:
