@@ -98,7 +98,7 @@ def main() -> int:
     parser.add_argument("models", nargs="+", help="NAME=MODEL pairs")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    recipe = load_recipe(args.recipe, [])
+    recipe = load_recipe(args.recipe, [f"data.root={args.corpus}"])
     patterns = list(recipe.data.held_out_speakers)
     if not patterns:
         print("the recipe names no held_out_speakers", file=sys.stderr)
