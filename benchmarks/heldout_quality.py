@@ -68,13 +68,17 @@ def test_sets(
         ),
     }
     return {
-        name: DynamicMixDataset(MixtureDrawer(utterances, config, noise), items, seed, TEST_STREAM, fixed=True)
+        name: DynamicMixDataset(
+            MixtureDrawer(utterances, config, noise), items, seed, TEST_STREAM, fixed=True
+        )
         for name, (config, noise) in configs.items()
         if noise is not None or "noisy" not in name
     }
 
 
-def scores(model: torch.nn.Module, items: list[tuple[torch.Tensor, torch.Tensor, str]]) -> tuple[np.ndarray, float]:
+def scores(
+    model: torch.nn.Module, items: list[tuple[torch.Tensor, torch.Tensor, str]]
+) -> tuple[np.ndarray, float]:
     """Per-mixture SI-SNRi (dB) and CPU seconds per second of audio."""
     gains, cpu, audio = [], 0.0, 0.0
     with torch.inference_mode():
@@ -92,7 +96,9 @@ def scores(model: torch.nn.Module, items: list[tuple[torch.Tensor, torch.Tensor,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, required=True)
-    parser.add_argument("--noise", type=Path, default=None, help="noise folder (tdanet corpus --noise-out)")
+    parser.add_argument(
+        "--noise", type=Path, default=None, help="noise folder (tdanet corpus --noise-out)"
+    )
     parser.add_argument("--recipe", type=Path, required=True, help="its held_out_speakers and seed")
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("models", nargs="+", help="NAME=MODEL pairs")
@@ -103,8 +109,12 @@ def main() -> int:
     if not patterns:
         print("the recipe names no held_out_speakers", file=sys.stderr)
         return 1
-    sets = test_sets(args.corpus, args.noise, patterns, recipe.seed, recipe.data.sample_rate, args.items)
-    speakers = sorted({u.speaker for u in index_sources(args.corpus) if matches(u.speaker, patterns)})
+    sets = test_sets(
+        args.corpus, args.noise, patterns, recipe.seed, recipe.data.sample_rate, args.items
+    )
+    speakers = sorted(
+        {u.speaker for u in index_sources(args.corpus) if matches(u.speaker, patterns)}
+    )
     print(f"{len(speakers)} held-out speakers: {', '.join(speakers)}")
     materialised = {name: [data[i] for i in range(len(data))] for name, data in sets.items()}
     for name, items in materialised.items():

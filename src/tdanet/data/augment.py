@@ -56,9 +56,7 @@ def biquad(kind: str, freq: float, gain_db: float, q: float, rate: int) -> np.nd
     return np.array([*b, *a]) / a[0]
 
 
-def random_eq(
-    signal: np.ndarray, rate: int, max_db: float, rng: np.random.Generator
-) -> np.ndarray:
+def random_eq(signal: np.ndarray, rate: int, max_db: float, rng: np.random.Generator) -> np.ndarray:
     """``signal`` (T,) through a random low shelf, peak and high shelf (gains within +-max_db)."""
     from scipy.signal import sosfilt
 
@@ -82,7 +80,9 @@ def room_impulse_responses(
     import pyroomacoustics as pra
 
     rng = np.random.default_rng([seed, index])
-    dims = np.array([rng.uniform(*ROOM_LENGTH), rng.uniform(*ROOM_WIDTH), rng.uniform(*ROOM_HEIGHT)])
+    dims = np.array(
+        [rng.uniform(*ROOM_LENGTH), rng.uniform(*ROOM_WIDTH), rng.uniform(*ROOM_HEIGHT)]
+    )
     target = float(rng.uniform(*rt60))
     absorption, max_order = pra.inverse_sabine(target, dims)
     room = pra.ShoeBox(
