@@ -25,6 +25,7 @@ that names the file.
 from __future__ import annotations
 
 import glob
+import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -451,6 +452,28 @@ def write_audio(
     except (OSError, sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioWriteError(f"{target}: cannot write ({_reason(exc)})") from None
     return target
+
+
+def encode_audio(
+    samples: np.ndarray, sample_rate: int, audio_format: str = "wav", subtype: str | None = None
+) -> bytes:
+    """The bytes of a mono file of float (T,) ``samples`` in ``audio_format``
+    (:data:`OUTPUT_FORMATS`); ``subtype`` and the rate as for :class:`AtomicAudioWriter`."""
+    name = Path(f"encoded.{audio_format}")
+    file_format, file_subtype = _format_and_subtype(name, subtype)
+    rate = encoded_rate(name, sample_rate)
+    buffer = io.BytesIO()
+    try:
+        sf.write(
+            buffer,
+            resample(np.asarray(samples, np.float32), sample_rate, rate),
+            rate,
+            subtype=file_subtype,
+            format=file_format,
+        )
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioWriteError(f"cannot encode {audio_format} ({_reason(exc)})") from None
+    return buffer.getvalue()
 
 
 def check_writable(paths: Iterable[Path], *, overwrite: bool) -> None:

@@ -92,7 +92,12 @@ def test_openapi_schema_documents_the_endpoint(server: str) -> None:
     for status in ("400", "413", "415", "422", "503"):
         ref = operation["responses"][status]["content"]["application/json"]["schema"]["$ref"]
         assert ref.endswith("/ErrorResponse")
-    assert {p["name"] for p in operation["parameters"]} == {"format", "mixture"}
+    assert {p["name"] for p in operation["parameters"]} == {
+        "format",
+        "mixture",
+        "audio_format",
+        "bit_depth",
+    }
     assert "SeparationResponse" in schema["components"]["schemas"]
 
 
