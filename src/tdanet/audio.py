@@ -705,8 +705,10 @@ def _ffmpeg_blocks(
 def _frame_samples(frame: Any, info: AudioInfo) -> np.ndarray:
     """A decoded PyAV audio frame as float32 (frames, channels) in [-1, 1].
 
-    A frame whose stated duration is shorter than its samples (the end padding of an AAC
-    or Opus stream) is cut to that duration, as the ffmpeg command does.
+    A frame whose stated duration is shorter than its samples by more than the time base's
+    resolution (the end padding of an AAC stream in MP4) is cut to that duration, as the
+    ffmpeg command does; a coarse time base (Matroska's milliseconds) states no more than
+    rounded durations, so those frames are kept whole.
     """
     channels = len(frame.layout.channels)
     if frame.sample_rate != info.sample_rate or channels != info.channels:
@@ -722,9 +724,10 @@ def _frame_samples(frame: Any, info: AudioInfo) -> np.ndarray:
         data = data.astype(np.float32) / float(2 ** (8 * data.dtype.itemsize - 1))
     data = np.ascontiguousarray(data, np.float32)
     if frame.duration and frame.time_base is not None:
-        stated = round(float(frame.duration * frame.time_base) * frame.sample_rate)
-        if 0 < stated < data.shape[0]:
-            data = data[:stated]
+        stated = float(frame.duration * frame.time_base) * frame.sample_rate
+        tick = float(frame.time_base) * frame.sample_rate
+        if 0 < stated < data.shape[0] - tick:
+            data = data[: round(stated)]
     return data
 
 
