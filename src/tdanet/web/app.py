@@ -295,7 +295,7 @@ def create_app(
         audio_format: Literal["wav", "flac", "mp3", "opus"] = Query(
             "wav", description="format of the returned files"
         ),
-        bit_depth: Literal[16, 24, 32] | None = Query(
+        bit_depth: int | None = Query(
             None, description="bits per sample of wav (16, 24, 32 = float) or flac (16, 24)"
         ),
     ) -> Any:
