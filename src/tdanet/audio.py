@@ -1,15 +1,22 @@
-"""Audio in and out: any format libsndfile reads, any rate, any channel count; atomic writes.
+"""Audio in and out: any format ffmpeg decodes, any rate, any channel count; atomic writes.
 
-Reading:
-  * :func:`audio_info` opens a file's header (:class:`AudioInfo`);
+Reading tries libsndfile first (fast; WAV, FLAC, OGG, MP3, AIFF, ...) and falls back to
+ffmpeg's libraries through PyAV (M4A/AAC, MP4/MOV/MKV/WebM audio tracks, WMA, Opus, AMR,
+...), both chosen by the file's content, never its name. PyAV decodes in the process, a
+packet at a time, so memory stays bounded whatever the file's length; only the audio
+stream's packets are decoded (video is skipped).
+  * :func:`audio_info` opens a file's header (:class:`AudioInfo`); ``stream`` picks one of
+    several audio streams (numbered from 0);
   * :func:`load_audio` reads a whole file as float32 ``(channels, samples)`` and its rate;
+  * :func:`read_blocks` decodes a file as float32 ``(frames, channels)`` blocks;
   * :class:`MonoReader` reads a file block by block, downmixes to mono and resamples with
     soxr, so memory stays bounded by the block size whatever the file's length.
 
-Writing: :class:`AtomicAudioWriter` writes several files at once under temporary names in
-the destination folder and renames them only when every block was written; on any error
-the temporary files are removed, so no partial output is ever left behind.
-:func:`write_audio` is the one-shot form.
+Writing (:data:`OUTPUT_FORMATS`: WAV, FLAC, MP3, Opus, all through libsndfile):
+:class:`AtomicAudioWriter` writes several files at once under temporary names in the
+destination folder and renames them only when every block was written; on any error the
+temporary files are removed, so no partial output is ever left behind. :func:`write_audio`
+is the one-shot form.
 
 Every problem raises an :class:`~tdanet.errors.AudioError` subclass with a one-line message
 that names the file.
@@ -18,11 +25,13 @@ that names the file.
 from __future__ import annotations
 
 import glob
+import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -31,10 +40,32 @@ import soxr
 from .atomic import replaced_on_success, temporary_path
 from .errors import AudioContentError, AudioReadError, AudioWriteError
 
-# File name endings of the formats libsndfile reads (case-insensitive); used to pick the
-# audio files out of a folder.
+# File name endings of common audio and video files (case-insensitive); used only to pick
+# the recordings out of a folder. A file named explicitly is read whatever its name.
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
     {
+        ".m4a",
+        ".m4b",
+        ".aac",
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".3gp",
+        ".mkv",
+        ".mka",
+        ".webm",
+        ".wma",
+        ".wmv",
+        ".asf",
+        ".amr",
+        ".avi",
+        ".ac3",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".wv",
+        ".ape",
+        ".alac",
         ".wav",
         ".wave",
         ".flac",
@@ -56,6 +87,22 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
         ".sph",
     }
 )
+# Formats outputs can be written in (``--format``), each its file name ending.
+OUTPUT_FORMATS: tuple[str, ...] = ("wav", "flac", "mp3", "opus")
+# libsndfile format and subtype per bit depth of each writable file name ending; the lossy
+# ones have a single subtype (key None).
+_WRITE_FORMATS: dict[str, tuple[str, dict[int | None, str]]] = {
+    ".wav": ("WAV", {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}),
+    ".flac": ("FLAC", {16: "PCM_16", 24: "PCM_24"}),
+    ".mp3": ("MP3", {None: "MPEG_LAYER_III"}),
+    ".opus": ("OGG", {None: "OPUS"}),
+    ".ogg": ("OGG", {None: "VORBIS"}),
+}
+# Sample rates the lossy codecs can store; other rates are resampled to the next one up.
+_CODEC_RATES: dict[str, tuple[int, ...]] = {
+    ".mp3": (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000),
+    ".opus": (8000, 12000, 16000, 24000, 48000),
+}
 # Input frames read per block when streaming (one second at 48 kHz).
 DEFAULT_BLOCK_FRAMES = 48_000
 # soxr quality used both ways (input rate -> model rate -> input rate).
@@ -64,7 +111,14 @@ RESAMPLE_QUALITY = "HQ"
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """What a file's header says: ``frames`` per channel at ``sample_rate``."""
+    """What a file's header says: ``frames`` per channel at ``sample_rate``.
+
+    ``decoder`` is ``"libsndfile"`` or ``"ffmpeg"``. For ffmpeg, ``format`` is the
+    container and ``subtype`` the codec; ``frames`` is exact only if ``exact_frames``
+    (otherwise the container's duration estimate, 0 when it states none: decode to count).
+    ``stream`` is the audio stream described (from 0) and ``streams`` one line per audio
+    stream of the file.
+    """
 
     path: Path
     sample_rate: int
@@ -72,6 +126,10 @@ class AudioInfo:
     frames: int
     format: str
     subtype: str
+    decoder: str = "libsndfile"
+    exact_frames: bool = True
+    stream: int = 0
+    streams: tuple[str, ...] = ()
 
     @property
     def duration(self) -> float:
@@ -79,36 +137,84 @@ class AudioInfo:
         return self.frames / self.sample_rate
 
 
-def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
-    """Read the header of ``path``; :class:`AudioReadError` if missing or not readable audio."""
-    file = Path(path)
-    _check_readable(file)
-    try:
-        info = sf.info(str(file))
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioReadError(f"{file}: not a readable audio file ({_reason(exc)})") from None
-    return AudioInfo(
-        file, int(info.samplerate), int(info.channels), int(info.frames), info.format, info.subtype
-    )
+def audio_info(path: str | os.PathLike[str], stream: int = 0) -> AudioInfo:
+    """Read the header of ``path``, describing audio stream ``stream`` (from 0).
 
-
-def load_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
-    """Read a whole file: float32 array (channels, samples) in [-1, 1] and its sample rate.
-
-    Keeps the file's rate and channels. Raises :class:`AudioReadError` for a missing,
-    corrupt or truncated file and :class:`AudioContentError` for an empty one or one with
-    NaN/Inf samples.
+    Raises :class:`AudioReadError` if the file is missing or neither libsndfile nor ffmpeg
+    reads it or it has no such stream, and :class:`AudioContentError` if it is a readable
+    container without any audio stream (a silent video).
     """
     file = Path(path)
     _check_readable(file)
     try:
-        data, rate = sf.read(str(file), dtype="float32", always_2d=True)
+        info = sf.info(str(file))
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        return _ffmpeg_info(file, stream)
+    if stream != 0:
+        raise AudioReadError(
+            f"{file}: has 1 audio stream, no stream {stream} (streams count from 0)"
+        )
+    return AudioInfo(
+        file,
+        int(info.samplerate),
+        int(info.channels),
+        int(info.frames),
+        info.format,
+        info.subtype,
+        streams=(f"0: {info.subtype_info}, {info.channels} ch, {info.samplerate} Hz",),
+    )
+
+
+def read_blocks(
+    info: AudioInfo,
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+    start: int = 0,
+    stop: int | None = None,
+) -> Iterator[np.ndarray]:
+    """Decode frames [start, stop) of the file ``info`` describes: float32 (frames, channels).
+
+    Blocks hold about ``block_frames`` frames (never none), so memory does not grow with
+    the file. Raises :class:`AudioReadError` if decoding fails part-way.
+    """
+    if info.decoder == "ffmpeg":
+        yield from _ffmpeg_blocks(info, block_frames, start, stop)
+        return
+    file = info.path
+    try:
+        handle = sf.SoundFile(str(file))
+        if start:
+            handle.seek(start)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioReadError(f"{file}: not a readable audio file ({_reason(exc)})") from None
-    if data.shape[0] == 0:
-        raise AudioContentError(f"{file}: contains no audio samples")
-    check_finite(data, file)
-    return np.ascontiguousarray(data.T), int(rate)
+    with handle:
+        left = None if stop is None else max(0, stop - start)
+        while left is None or left > 0:
+            want = block_frames if left is None else min(block_frames, left)
+            try:
+                block = handle.read(want, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise AudioReadError(f"{file}: decoding failed ({_reason(exc)})") from None
+            if block.shape[0] == 0:
+                return
+            if left is not None:
+                left -= block.shape[0]
+            yield block
+
+
+def load_audio(path: str | os.PathLike[str], stream: int = 0) -> tuple[np.ndarray, int]:
+    """Read a whole file: float32 array (channels, samples) in [-1, 1] and its sample rate.
+
+    Keeps the file's rate and channels (of audio stream ``stream``). Raises
+    :class:`AudioReadError` for a missing, corrupt or truncated file and
+    :class:`AudioContentError` for an empty one, one without audio or with NaN/Inf samples.
+    """
+    info = audio_info(path, stream)
+    blocks = list(read_blocks(info, block_frames=max(DEFAULT_BLOCK_FRAMES, info.frames)))
+    if not blocks:
+        raise AudioContentError(f"{info.path}: contains no audio samples")
+    data = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+    check_finite(data, info.path)
+    return np.ascontiguousarray(data.T), info.sample_rate
 
 
 def is_audio_file(path: Path) -> bool:
@@ -119,14 +225,15 @@ def is_audio_file(path: Path) -> bool:
 def read_mono(
     path: str | os.PathLike[str], start: int = 0, stop: int | None = None
 ) -> tuple[np.ndarray, int]:
-    """Frames [start, stop) of a file, channels averaged: ((T,) float32, sample_rate)."""
-    file = Path(path)
-    _check_readable(file)
-    try:
-        data, rate = sf.read(str(file), start=start, stop=stop, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioReadError(f"{file}: not a readable audio file ({_reason(exc)})") from None
-    return downmix(data), int(rate)
+    """Frames [start, stop) of a file, channels averaged: ((T,) float32, sample_rate).
+
+    ffmpeg-decoded files are decoded from their beginning up to ``stop`` (compressed
+    formats cannot seek to an exact sample).
+    """
+    info = audio_info(path)
+    blocks = [downmix(b) for b in read_blocks(info, start=start, stop=stop)]
+    mono = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    return mono, info.sample_rate
 
 
 def downmix(block: np.ndarray) -> np.ndarray:
@@ -147,12 +254,12 @@ def check_finite(samples: np.ndarray, file: str | os.PathLike[str]) -> None:
 class MonoReader:
     """Iterate over a file downmixed to mono and resampled: float32 (n,) blocks at ``sample_rate``.
 
-    Reads ``block_frames`` input frames at a time, so memory does not grow with the file;
-    the concatenated blocks equal ``soxr.resample`` of the whole downmixed signal. While
-    iterating, ``frames`` counts the input frames read (at the file's own rate) and
-    ``peak`` is the largest absolute downmixed input sample so far. Raises
-    :class:`AudioReadError` if decoding fails part-way and :class:`AudioContentError` on
-    NaN/Inf samples.
+    Reads about ``block_frames`` input frames at a time (of audio stream ``stream``), so
+    memory does not grow with the file; the concatenated blocks equal ``soxr.resample`` of
+    the whole downmixed signal. While iterating, ``frames`` counts the input frames read (at
+    the file's own rate) and ``peak`` is the largest absolute downmixed input sample so far.
+    Raises :class:`AudioReadError` if decoding fails part-way and
+    :class:`AudioContentError` on NaN/Inf samples.
     """
 
     def __init__(
@@ -161,8 +268,9 @@ class MonoReader:
         sample_rate: int,
         *,
         block_frames: int = DEFAULT_BLOCK_FRAMES,
+        stream: int = 0,
     ) -> None:
-        self.info = audio_info(path)
+        self.info = audio_info(path, stream)
         self.sample_rate = sample_rate
         self.block_frames = block_frames
         self.frames = 0
@@ -170,33 +278,22 @@ class MonoReader:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         file = self.info.path
-        try:
-            handle = sf.SoundFile(str(file))
-        except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-            raise AudioReadError(f"{file}: not a readable audio file ({_reason(exc)})") from None
-        with handle:
-            rate = int(handle.samplerate)
-            resampler = (
-                None
-                if rate == self.sample_rate
-                else soxr.ResampleStream(
-                    rate, self.sample_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY
-                )
+        rate = self.info.sample_rate
+        resampler = (
+            None
+            if rate == self.sample_rate
+            else soxr.ResampleStream(
+                rate, self.sample_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY
             )
-            while True:
-                try:
-                    block = handle.read(self.block_frames, dtype="float32", always_2d=True)
-                except (sf.LibsndfileError, RuntimeError) as exc:
-                    raise AudioReadError(f"{file}: decoding failed ({_reason(exc)})") from None
-                if block.shape[0] == 0:
-                    break
-                mono = downmix(block)
-                check_finite(mono, file)
-                self.frames += mono.shape[0]
-                self.peak = max(self.peak, float(np.abs(mono).max()))
-                yield mono if resampler is None else resampler.resample_chunk(mono, last=False)
-            if resampler is not None:
-                yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+        )
+        for block in read_blocks(self.info, self.block_frames):
+            mono = downmix(block)
+            check_finite(mono, file)
+            self.frames += mono.shape[0]
+            self.peak = max(self.peak, float(np.abs(mono).max()))
+            yield mono if resampler is None else resampler.resample_chunk(mono, last=False)
+        if resampler is not None:
+            yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 def resample(samples: np.ndarray, rate_in: int, rate_out: float) -> np.ndarray:
@@ -226,8 +323,11 @@ class AtomicAudioWriter:
     Each file is written to a hidden temporary name in its destination folder and renamed
     on a clean exit from the ``with`` block; on an exception the temporary files are
     deleted and no destination is touched. ``write`` takes (frames, len(paths)) float32:
-    column ``i`` goes to ``paths[i]``. Existing destinations raise :class:`AudioWriteError`
-    unless ``overwrite``.
+    column ``i`` goes to ``paths[i]``. The format follows each path's ending (.wav, .flac,
+    .mp3, .opus, .ogg); ``subtype`` (libsndfile's name, see :func:`output_subtype`) applies
+    to WAV and FLAC, 16-bit PCM by default. MP3 and Opus files are written at
+    :func:`encoded_rate` (resampled if ``sample_rate`` is not one the codec stores).
+    Existing destinations raise :class:`AudioWriteError` unless ``overwrite``.
     """
 
     def __init__(
@@ -235,7 +335,7 @@ class AtomicAudioWriter:
         paths: Sequence[str | os.PathLike[str]],
         sample_rate: int,
         *,
-        subtype: str = "PCM_16",
+        subtype: str | None = None,
         overwrite: bool = False,
     ) -> None:
         self.paths = [Path(p) for p in paths]
@@ -244,21 +344,31 @@ class AtomicAudioWriter:
         self.overwrite = overwrite
         self._temps: list[Path] = []
         self._files: list[sf.SoundFile] = []
+        self._resamplers: list[soxr.ResampleStream | None] = []
 
     def __enter__(self) -> AtomicAudioWriter:
         check_writable(self.paths, overwrite=self.overwrite)
         try:
             for path in self.paths:
+                file_format, subtype = _format_and_subtype(path, self.subtype)
+                rate = encoded_rate(path, self.sample_rate)
                 temp = temporary_path(path)
                 self._temps.append(temp)
                 self._files.append(
                     sf.SoundFile(
                         str(temp),
                         "w",
-                        samplerate=self.sample_rate,
+                        samplerate=rate,
                         channels=1,
-                        subtype=self.subtype,
-                        format=audio_format(path),
+                        subtype=subtype,
+                        format=file_format,
+                    )
+                )
+                self._resamplers.append(
+                    None
+                    if rate == self.sample_rate
+                    else soxr.ResampleStream(
+                        self.sample_rate, rate, 1, dtype="float32", quality=RESAMPLE_QUALITY
                     )
                 )
         except (OSError, sf.LibsndfileError, RuntimeError) as exc:
@@ -270,13 +380,17 @@ class AtomicAudioWriter:
         """Append (frames, files) float32 samples, column ``i`` to file ``i``."""
         if block.ndim != 2 or block.shape[1] != len(self._files):
             raise ValueError(f"expected (frames, {len(self._files)}), got {block.shape}")
-        for index, handle in enumerate(self._files):
-            try:
-                handle.write(np.ascontiguousarray(block[:, index]))
-            except (OSError, sf.LibsndfileError, RuntimeError) as exc:
-                raise AudioWriteError(
-                    f"{self.paths[index]}: cannot write ({_reason(exc)})"
-                ) from None
+        for index in range(len(self._files)):
+            self._write(index, np.ascontiguousarray(block[:, index], np.float32), last=False)
+
+    def _write(self, index: int, samples: np.ndarray, *, last: bool) -> None:
+        resampler = self._resamplers[index]
+        if resampler is not None:
+            samples = resampler.resample_chunk(samples, last=last)
+        try:
+            self._files[index].write(samples)
+        except (OSError, sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioWriteError(f"{self.paths[index]}: cannot write ({_reason(exc)})") from None
 
     def __exit__(
         self,
@@ -288,6 +402,9 @@ class AtomicAudioWriter:
             self._discard()
             return
         try:
+            for index, resampler in enumerate(self._resamplers):
+                if resampler is not None:
+                    self._write(index, np.zeros(0, np.float32), last=True)
             for handle in self._files:
                 handle.close()
             for temp, path in zip(self._temps, self.paths, strict=True):
@@ -308,29 +425,55 @@ def write_audio(
     samples: np.ndarray,
     sample_rate: int,
     *,
-    subtype: str = "PCM_16",
+    subtype: str | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write float32 (samples,) or (channels, samples) to ``path`` atomically; returns it.
 
-    A multi-channel array becomes one multi-channel file. Values are written as given: clip
-    or scale beforehand if the subtype is integer PCM.
+    A multi-channel array becomes one multi-channel file. Format, ``subtype`` and rate as
+    for :class:`AtomicAudioWriter`. Values are written as given: clip or scale beforehand
+    if the subtype is integer PCM.
     """
     target = Path(path)
     data = samples[np.newaxis] if samples.ndim == 1 else samples
     check_writable([target], overwrite=overwrite)
+    file_format, file_subtype = _format_and_subtype(target, subtype)
+    rate = encoded_rate(target, sample_rate)
+    data = resample(data, sample_rate, rate)
     try:
         with replaced_on_success(target) as temp:
             sf.write(
                 str(temp),
                 np.ascontiguousarray(data.T),
-                sample_rate,
-                subtype=subtype,
-                format=audio_format(target),
+                rate,
+                subtype=file_subtype,
+                format=file_format,
             )
     except (OSError, sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioWriteError(f"{target}: cannot write ({_reason(exc)})") from None
     return target
+
+
+def encode_audio(
+    samples: np.ndarray, sample_rate: int, audio_format: str = "wav", subtype: str | None = None
+) -> bytes:
+    """The bytes of a mono file of float (T,) ``samples`` in ``audio_format``
+    (:data:`OUTPUT_FORMATS`); ``subtype`` and the rate as for :class:`AtomicAudioWriter`."""
+    name = Path(f"encoded.{audio_format}")
+    file_format, file_subtype = _format_and_subtype(name, subtype)
+    rate = encoded_rate(name, sample_rate)
+    buffer = io.BytesIO()
+    try:
+        sf.write(
+            buffer,
+            resample(np.asarray(samples, np.float32), sample_rate, rate),
+            rate,
+            subtype=file_subtype,
+            format=file_format,
+        )
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioWriteError(f"cannot encode {audio_format} ({_reason(exc)})") from None
+    return buffer.getvalue()
 
 
 def check_writable(paths: Iterable[Path], *, overwrite: bool) -> None:
@@ -353,12 +496,51 @@ def check_writable(paths: Iterable[Path], *, overwrite: bool) -> None:
             raise AudioWriteError(f"{path.parent}: output folder is not writable")
 
 
-def audio_format(path: Path) -> str:
-    """libsndfile format name for an output path, from its extension (``.wav`` -> WAV)."""
-    name = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}.get(path.suffix.lower())
-    if name is None:
-        raise AudioWriteError(f"{path}: unsupported output extension; use .wav, .flac or .ogg")
-    return name
+def output_subtype(audio_format: str, bit_depth: int | None = None) -> str | None:
+    """libsndfile subtype for writing ``audio_format`` (one of :data:`OUTPUT_FORMATS`).
+
+    ``bit_depth`` is 16 (default), 24 or 32 (float) for wav, 16 or 24 for flac; mp3 and
+    opus take none (returns None). Raises :class:`AudioWriteError` for other values.
+    """
+    if audio_format not in OUTPUT_FORMATS:
+        raise AudioWriteError(
+            f"unknown output format {audio_format!r}; choose {', '.join(OUTPUT_FORMATS)}"
+        )
+    depths = _WRITE_FORMATS[f".{audio_format}"][1]
+    if None in depths:
+        if bit_depth is not None:
+            raise AudioWriteError(
+                f"{audio_format} has no bit depth; a bit depth applies to wav and flac only"
+            )
+        return None
+    chosen = 16 if bit_depth is None else bit_depth
+    if chosen not in depths:
+        raise AudioWriteError(
+            f"{audio_format} cannot be written at {chosen} bits; choose "
+            f"{' or '.join(str(d) for d in depths)}"
+        )
+    return depths[chosen]
+
+
+def encoded_rate(path: Path, sample_rate: int) -> int:
+    """The rate a file at ``path`` is written at: ``sample_rate``, unless the format (MP3,
+    Opus) cannot store it; then the next rate up it can (or its highest)."""
+    rates = _CODEC_RATES.get(path.suffix.lower())
+    if rates is None or sample_rate in rates:
+        return sample_rate
+    return next((r for r in rates if r >= sample_rate), rates[-1])
+
+
+def _format_and_subtype(path: Path, subtype: str | None) -> tuple[str, str]:
+    """libsndfile format and subtype to write ``path`` with; lossy formats ignore ``subtype``."""
+    entry = _WRITE_FORMATS.get(path.suffix.lower())
+    if entry is None:
+        raise AudioWriteError(
+            f"{path}: unsupported output extension; use .wav, .flac, .mp3 or .opus"
+        )
+    file_format, depths = entry
+    fixed = depths.get(None)
+    return file_format, fixed or subtype or "PCM_16"
 
 
 @dataclass(frozen=True)
@@ -418,6 +600,135 @@ def expand_inputs(
         else:
             errors.append(f"{text}: no such file or folder")
     return found, errors
+
+
+def _open_container(file: Path) -> Any:
+    """``av.open`` for reading; :class:`AudioReadError` if ffmpeg cannot read the file."""
+    # Imported here: PyAV takes a noticeable time to load and most files never need it.
+    import av
+
+    try:
+        return av.open(str(file), mode="r")
+    except (av.FFmpegError, UnicodeDecodeError, OSError) as exc:
+        raise AudioReadError(f"{file}: not a readable audio file ({_reason(exc)})") from None
+
+
+def _audio_stream(file: Path, container: Any, stream: int) -> Any:
+    """Audio stream number ``stream`` (from 0) of an open container."""
+    streams = list(container.streams.audio)
+    if not streams:
+        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        raise AudioContentError(
+            f"{file}: holds no audio ({', '.join(kinds)} only); choose a recording with sound"
+        )
+    if not 0 <= stream < len(streams):
+        raise AudioReadError(
+            f"{file}: has {len(streams)} audio stream(s), no stream {stream} (streams count from 0)"
+        )
+    return streams[stream]
+
+
+def _describe(index: int, stream: Any) -> str:
+    """One line for an audio stream: number, codec, channels, rate and language if tagged."""
+    context = stream.codec_context
+    language = stream.metadata.get("language")
+    tag = f", {language}" if language and language != "und" else ""
+    return f"{index}: {context.name}, {context.channels} ch, {context.sample_rate} Hz{tag}"
+
+
+def _ffmpeg_info(file: Path, stream: int) -> AudioInfo:
+    """:class:`AudioInfo` of audio stream ``stream`` read by ffmpeg (PyAV)."""
+    with _open_container(file) as container:
+        chosen = _audio_stream(file, container, stream)
+        rate = int(chosen.codec_context.sample_rate)
+        channels = int(chosen.codec_context.channels)
+        if rate <= 0 or channels <= 0:
+            raise AudioReadError(f"{file}: not a readable audio file (no sample rate or channels)")
+        if chosen.duration is not None and chosen.time_base is not None:
+            seconds = float(chosen.duration * chosen.time_base)
+        elif container.duration is not None:
+            # Container-wide duration, in microseconds (AV_TIME_BASE).
+            seconds = container.duration / 1_000_000
+        else:
+            seconds = 0.0
+        streams = tuple(_describe(i, s) for i, s in enumerate(container.streams.audio))
+        return AudioInfo(
+            file,
+            rate,
+            channels,
+            max(0, round(seconds * rate)),
+            container.format.name,
+            chosen.codec_context.name,
+            decoder="ffmpeg",
+            exact_frames=False,
+            stream=stream,
+            streams=streams,
+        )
+
+
+def _ffmpeg_blocks(
+    info: AudioInfo, block_frames: int, start: int, stop: int | None
+) -> Iterator[np.ndarray]:
+    """:func:`read_blocks` for files read by ffmpeg: decodes one packet at a time."""
+    import av
+
+    file = info.path
+    pending: list[np.ndarray] = []
+    have = 0
+    position = 0  # frames decoded so far, from the start of the stream
+    with _open_container(file) as container:
+        stream = _audio_stream(file, container, info.stream)
+        frames = container.decode(stream)
+        while stop is None or position < stop:
+            try:
+                frame = next(frames, None)
+            except (av.FFmpegError, ValueError) as exc:
+                raise AudioReadError(f"{file}: decoding failed ({_reason(exc)})") from None
+            if frame is None:
+                break
+            samples = _frame_samples(frame, info)
+            begin, position = position, position + samples.shape[0]
+            if position <= start:
+                continue
+            samples = samples[max(0, start - begin) :]
+            if stop is not None:
+                samples = samples[: stop - max(begin, start)]
+            pending.append(samples)
+            have += samples.shape[0]
+            if have >= block_frames:
+                yield np.concatenate(pending)
+                pending, have = [], 0
+    if have:
+        yield np.concatenate(pending)
+
+
+def _frame_samples(frame: Any, info: AudioInfo) -> np.ndarray:
+    """A decoded PyAV audio frame as float32 (frames, channels) in [-1, 1].
+
+    A frame whose stated duration is shorter than its samples by more than the time base's
+    resolution (the end padding of an AAC stream in MP4) is cut to that duration, as the
+    ffmpeg command does; a coarse time base (Matroska's milliseconds) states no more than
+    rounded durations, so those frames are kept whole.
+    """
+    channels = len(frame.layout.channels)
+    if frame.sample_rate != info.sample_rate or channels != info.channels:
+        raise AudioReadError(
+            f"{info.path}: the audio changes from {info.sample_rate} Hz, {info.channels} ch to "
+            f"{frame.sample_rate} Hz, {channels} ch part-way; convert it to one format first"
+        )
+    data = frame.to_ndarray()
+    data = data.T if frame.format.is_planar else data.reshape(-1, channels)
+    if data.dtype.kind == "u":
+        data = (data.astype(np.float32) - 128.0) / 128.0
+    elif data.dtype.kind == "i":
+        data = data.astype(np.float32) / float(2 ** (8 * data.dtype.itemsize - 1))
+    data = np.ascontiguousarray(data, np.float32)
+    if frame.duration and frame.time_base is not None:
+        stated = float(frame.duration * frame.time_base) * frame.sample_rate
+        tick = float(frame.time_base) * frame.sample_rate
+        if 0 < stated < data.shape[0] - tick:
+            data = data[: round(stated)]
+    return data
 
 
 def _check_readable(file: Path) -> None:

@@ -188,11 +188,16 @@ def peak_limit_gain(peak: float, limit: float = PEAK_LIMIT) -> float:
 
 
 def output_paths(
-    path: str | os.PathLike[str], out_dir: str | os.PathLike[str], num_sources: int
+    path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    num_sources: int,
+    audio_format: str = "wav",
 ) -> list[Path]:
-    """``out_dir/<stem>_spk1.wav`` ... ``<stem>_spkC.wav`` for input ``path``."""
+    """``out_dir/<stem>_spk1.<audio_format>`` ... ``<stem>_spkC.<audio_format>`` for ``path``."""
     stem = Path(path).stem
-    return [Path(out_dir) / f"{stem}_spk{index}.wav" for index in range(1, num_sources + 1)]
+    return [
+        Path(out_dir) / f"{stem}_spk{index}.{audio_format}" for index in range(1, num_sources + 1)
+    ]
 
 
 class Separator:
@@ -292,25 +297,30 @@ class Separator:
         out_dir: str | os.PathLike[str],
         *,
         overwrite: bool = False,
-        subtype: str = "PCM_16",
+        subtype: str | None = None,
+        audio_format: str = "wav",
+        stream: int = 0,
         progress: Callable[[float], None] | None = None,
     ) -> list[Path]:
-        """Separate an audio file into ``out_dir/<stem>_spk1.wav`` ... ``_spkC.wav``.
+        """Separate a recording into ``out_dir/<stem>_spk1.<audio_format>`` ... ``_spkC``.
 
-        Any format libsndfile reads, any rate (outputs are written back at the input's
-        rate), any channel count (downmixed to mono). Two passes with memory bounded by the
-        chunk size: pass 1 streams the file through the model into a float32 scratch file in
-        ``out_dir`` and records the output peak; pass 2 applies :func:`peak_limit_gain` and
-        writes the outputs under temporary names, renamed when all are complete. Existing
-        outputs are refused unless ``overwrite``. ``progress`` is called with the seconds of
-        input read so far. Returns the written paths.
+        Any format :mod:`tdanet.audio` reads (audio stream ``stream`` of a file with
+        several, from 0), any rate (outputs are written back at the input's rate), any
+        channel count (downmixed to mono). ``audio_format`` is one of
+        :data:`tdanet.audio.OUTPUT_FORMATS`, ``subtype`` the libsndfile subtype of a WAV or
+        FLAC output (16-bit PCM by default; see :func:`tdanet.audio.output_subtype`). Two
+        passes with memory bounded by the chunk size: pass 1 streams the file through the
+        model into a float32 scratch file in ``out_dir`` and records the output peak; pass 2
+        applies :func:`peak_limit_gain` and writes the outputs under temporary names, renamed
+        when all are complete. Existing outputs are refused unless ``overwrite``.
+        ``progress`` is called with the seconds of input read so far. Returns the written
+        paths.
         """
-        reader = audio.MonoReader(path, self.sample_rate)
+        reader = audio.MonoReader(path, self.sample_rate, stream=stream)
         info = reader.info
-        if info.frames == 0:
-            raise AudioContentError(f"{info.path}: contains no audio samples")
-        self.check_length(str(info.path), info.frames, info.sample_rate)
-        outputs = output_paths(info.path, out_dir, self.num_sources)
+        if info.exact_frames:
+            self.check_length(str(info.path), info.frames, info.sample_rate)
+        outputs = output_paths(info.path, out_dir, self.num_sources, audio_format)
         audio.check_writable(outputs, overwrite=overwrite)
         try:
             # Opened apart from the `with` below so that only its own OSError is reported so.
@@ -323,12 +333,6 @@ class Separator:
             ) from None
         with scratch:
             peak = self._first_pass(reader, scratch, progress)
-            if reader.frames == 0:
-                raise AudioContentError(f"{info.path}: contains no audio samples")
-            if reader.peak == 0.0:
-                raise AudioContentError(
-                    f"{info.path}: is silent (all samples are zero); nothing to separate"
-                )
             gain = np.float32(peak_limit_gain(peak))
             scratch.seek(0)
             written = 0
@@ -367,7 +371,7 @@ class Separator:
         )
         peak = 0.0
         for sources in separate_blocks(
-            self.separate_chunk, reader, chunk=self.chunk, overlap=self.overlap
+            self.separate_chunk, self._checked(reader), chunk=self.chunk, overlap=self.overlap
         ):
             block = np.ascontiguousarray(sources.T)
             if back is not None:
@@ -382,6 +386,17 @@ class Separator:
                 _write_scratch(scratch, back.resample_chunk(flush, last=True), reader.info.path),
             )
         return peak
+
+    def _checked(self, reader: audio.MonoReader) -> Iterator[np.ndarray]:
+        """``reader``'s blocks; at their end (before the model sees the last chunk) raises
+        :class:`AudioContentError` if the decoded stream is empty, too short or silent."""
+        yield from reader
+        name = str(reader.info.path)
+        self.check_length(name, reader.frames, reader.info.sample_rate)
+        if reader.peak == 0.0:
+            raise AudioContentError(
+                f"{name}: is silent (all samples are zero); nothing to separate"
+            )
 
     def check_length(self, name: str, frames: int, sample_rate: int) -> None:
         """Raise :class:`AudioContentError` if ``frames`` at ``sample_rate`` is empty or

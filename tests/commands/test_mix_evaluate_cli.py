@@ -11,6 +11,7 @@ import soundfile as sf
 from tdanet import load_model, save_checkpoint
 from tdanet.cli import main
 
+from ..media import encode
 from ..synthetic_speech import write_speaker_corpus
 from ..test_cli import run_cli
 
@@ -93,3 +94,32 @@ def test_evaluate_rejects_a_model_for_another_rate(mixed: Path, tmp_path: Path) 
     assert "sample rate 8000 Hz, but the model or recipe uses 16000 Hz" in result.stderr
     assert result.stderr.strip().count("\n") == 0
     assert not (tmp_path / "x").exists()
+
+
+def test_mix_and_evaluate_read_ffmpeg_formats(
+    mixed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = write_speaker_corpus(tmp_path / "corpus", speakers=6)
+    for index, flac in enumerate(sorted(corpus.rglob("*.flac"))):
+        if index % 2:  # half the recordings become AAC voice memos
+            data, rate = sf.read(flac, dtype="float32", always_2d=True)
+            encode(flac.with_suffix(".m4a"), [data], rate, "aac", "ipod")
+            flac.unlink()
+    args = ["--sample-rate", "8000", "--valid", "2", "--test", "2", "--seed", "1"]
+    args += ["--valid-speakers", "2", "--test-speakers", "2"]
+    code, _, err = cli(capsys, "mix", str(corpus), str(tmp_path / "out"), *args)
+    assert code == 0, err
+    with (tmp_path / "out" / "wav8k" / "min" / "metadata" / "test_sources.csv").open() as handle:
+        assert any(row["path"].endswith(".m4a") for row in csv.DictReader(handle))
+
+    split = tmp_path / "m4a-split"
+    for wav in sorted((mixed / "wav8k" / "min" / "test").glob("*/*.wav")):
+        (split / wav.parent.name).mkdir(parents=True, exist_ok=True)
+        data, rate = sf.read(wav, dtype="float32", always_2d=True)
+        encode(split / wav.parent.name / f"{wav.stem}.m4a", [data], rate, "aac", "ipod")
+    model = save_checkpoint(load_model("tdanet-tiny", sample_rate=8000), tmp_path / "m.pt")
+    out = tmp_path / "scores.csv"
+    code, _, err = cli(capsys, "evaluate", "--model", str(model), str(split), "--csv", str(out))
+    assert code == 0, err
+    with out.open() as handle:
+        assert len(list(csv.DictReader(handle))) == 3

@@ -5,9 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
+from tdanet import audio
 from tdanet.cli import main
 
+from ..media import FORMATS, make, video_only
 from ..test_cli import run_cli
 
 MODEL = (
@@ -156,3 +159,78 @@ def test_inputs_with_the_same_output_names_are_not_mixed_up(
     assert f"{tmp_path / 'take.wav'}: its outputs would overwrite those of" in captured.err
     assert "separated 1 file(s)" in captured.out
     assert files_under(out) == ["take_spk1.wav", "take_spk2.wav"]
+
+
+def test_recordings_in_every_ffmpeg_format_are_separated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "phone"
+    src.mkdir()
+    made = {}
+    for name in FORMATS:
+        rate = FORMATS[name][3]
+        channels = 1 if name == "amr" else 2
+        path, _ = make(src / name, name, speech_like(1.2, rate, channels), streams=1)
+        made[path.name] = path
+    silent_video = video_only(src / "screen.mp4")
+    out = tmp_path / "out"
+    assert main(["separate", str(src), "-o", str(out), "--quiet", *MODEL]) == 1
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if "error" in line]
+    assert errors == [
+        f"tdanet separate: error: {silent_video}: holds no audio (video only); "
+        "choose a recording with sound"
+    ]
+    for file_name, path in made.items():
+        decoded, rate = audio.load_audio(path)
+        for speaker in (1, 2):
+            info = sf.info(out / f"{Path(file_name).stem}_spk{speaker}.wav")
+            assert (info.samplerate, info.channels, info.frames) == (rate, 1, decoded.shape[1])
+    assert not (out / "screen_spk1.wav").exists()
+    assert f"separated {len(made)} file(s)" in captured.out
+
+
+def seeded(args: list[str]) -> int:
+    """``main(args)`` with the same random weights of the tiny preset every time."""
+    torch.manual_seed(0)
+    return main(args)
+
+
+def test_stream_and_output_format_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    loud = speech_like(1.0, 48000, 2)
+    path, _ = make(tmp_path / "dubbed", "mkv-video", loud, streams=2)
+    out = tmp_path / "out"
+    assert seeded(["separate", str(path), "-o", str(out), "--format", "flac", *MODEL]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {path}: 2 audio streams (0: opus, 2 ch, 48000 Hz; 1: opus" in err
+    assert "separating stream 0 (choose another with --stream N)" in err
+
+    args = ["separate", str(path), "-o", str(out), "--overwrite", *MODEL]
+    assert seeded([*args, "--stream", "1", "--format", "flac", "--bit-depth", "24"]) == 0
+    assert "separating stream 1" in capsys.readouterr().err
+    info = sf.info(out / "dubbed_spk2.flac")
+    assert (info.subtype, info.samplerate, info.frames) == ("PCM_24", 48000, 48000)
+    # The same as separating the second stream's decoded audio saved as a WAV file.
+    sf.write(tmp_path / "second.wav", audio.load_audio(path, stream=1)[0].T, 48000, "FLOAT")
+    flac24 = ["--format", "flac", "--bit-depth", "24"]
+    assert seeded(["separate", str(tmp_path / "second.wav"), "-o", str(out), *flac24, *MODEL]) == 0
+    np.testing.assert_array_equal(
+        sf.read(out / "dubbed_spk1.flac")[0], sf.read(out / "second_spk1.flac")[0]
+    )
+
+    for audio_format, subtype in [("mp3", "MPEG_LAYER_III"), ("opus", "OPUS")]:
+        assert seeded([*args, "--format", audio_format]) == 0
+        info = sf.info(out / f"dubbed_spk1.{audio_format}")
+        assert (info.subtype, info.samplerate) == (subtype, 48000)
+        assert info.frames == pytest.approx(48000, abs=1200)
+
+    for bad, message in [
+        (["--stream", "2"], "has 2 audio stream(s), no stream 2 (streams count from 0)"),
+        (["--format", "opus", "--bit-depth", "24"], "opus has no bit depth"),
+        (["--format", "flac", "--bit-depth", "32"], "flac cannot be written at 32 bits"),
+    ]:
+        assert seeded([*args, *bad]) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("error:") == 1

@@ -17,12 +17,14 @@ import pytest
 import soundfile as sf
 
 import tdanet.web
+from tdanet.audio import load_audio
 from tdanet.separate import Separator
 from tdanet.web import WebSettings, WebSettingsError, create_app
 from tdanet.web.errors import ApiError
 from tdanet.web.service import read_mono
 from tdanet.web.uploads import display_name
 
+from ..media import FORMATS, make, video_only
 from .conftest import MAX_DURATION_S, MAX_UPLOAD_BYTES, audio_bytes, mixture, serve
 
 
@@ -92,7 +94,12 @@ def test_openapi_schema_documents_the_endpoint(server: str) -> None:
     for status in ("400", "413", "415", "422", "503"):
         ref = operation["responses"][status]["content"]["application/json"]["schema"]["$ref"]
         assert ref.endswith("/ErrorResponse")
-    assert {p["name"] for p in operation["parameters"]} == {"format", "mixture"}
+    assert {p["name"] for p in operation["parameters"]} == {
+        "format",
+        "mixture",
+        "audio_format",
+        "bit_depth",
+    }
     assert "SeparationResponse" in schema["components"]["schemas"]
 
 
@@ -328,3 +335,58 @@ def test_default_work_dir_is_temporary_and_removed_at_shutdown(separator: Separa
 def test_settings_reject_limits_out_of_range(kwargs: dict[str, float]) -> None:
     with pytest.raises(WebSettingsError):
         WebSettings(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["m4a-aac", "mp4-video", "webm-video", "wma", "amr"])
+def test_uploads_in_ffmpeg_formats_are_decoded_by_content(
+    server: str, tmp_path: Path, name: str
+) -> None:
+    rate = FORMATS[name][3]
+    path, _ = make(tmp_path / "clip", name, mixture(0.5, rate, 1))
+    decoded, _ = load_audio(path)
+    # A misleading file name: the server never looks at it.
+    response = post_file(server, path.read_bytes(), "clip.wav")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["input"]["subtype"] == path_codec(name)
+    assert (body["sample_rate"], body["input"]["channels"]) == (rate, 1)
+    assert body["input"]["duration_s"] == pytest.approx(decoded.shape[1] / rate)
+    for track in body["sources"]:
+        samples, track_rate = decode_wav(track["wav_base64"])
+        assert (track_rate, samples.shape) == (rate, (decoded.shape[1],))
+
+
+def path_codec(name: str) -> str:
+    """The decoder's name of a format's audio codec."""
+    codec = FORMATS[name][2]
+    return {"libopus": "opus", "libopencore_amrnb": "amrnb"}.get(codec, codec)
+
+
+def test_a_video_without_sound_is_refused(server: str, tmp_path: Path) -> None:
+    response = post_file(server, video_only(tmp_path / "v.mp4").read_bytes(), "talk.mp4")
+    body = assert_error(response, 422, "empty_audio")
+    assert body["detail"] == "talk.mp4: holds no audio (video only); choose a recording with sound"
+
+
+def test_output_format_choice(server: str) -> None:
+    params = {"format": "zip", "audio_format": "flac", "bit_depth": "24", "mixture": "true"}
+    response = post_file(server, audio_bytes(0.4, 44100), params=params)
+    assert response.status_code == 200, response.text
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert sorted(archive.namelist()) == ["mixture.flac", "speaker1.flac", "speaker2.flac"]
+        info = sf.info(io.BytesIO(archive.read("speaker1.flac")))
+    assert (info.format, info.subtype, info.samplerate) == ("FLAC", "PCM_24", 44100)
+
+    response = post_file(server, audio_bytes(0.4, 44100), params={"audio_format": "opus"})
+    assert response.status_code == 200, response.text
+    track = response.json()["sources"][0]
+    assert track["media_type"] == "audio/ogg" and track["wav_base64"] is None
+    info = sf.info(io.BytesIO(base64.b64decode(track["audio_base64"])))
+    assert (info.subtype, info.samplerate) == ("OPUS", 48000)
+
+    response = post_file(
+        server, audio_bytes(0.4), params={"audio_format": "mp3", "bit_depth": "16"}
+    )
+    assert assert_error(response, 422, "invalid_request")["detail"] == (
+        "mp3 has no bit depth; a bit depth applies to wav and flac only"
+    )

@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="audio files, folders (searched recursively by audio extension) or glob patterns",
+        help="audio or video files in any format ffmpeg decodes, folders (searched "
+        "recursively by audio and video extension) or glob patterns",
     )
     parser.add_argument(
         "-o",
@@ -46,6 +47,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="overlap of consecutive chunks, at most half a chunk (default: 1)",
     )
+    parser.add_argument(
+        "--format",
+        dest="audio_format",
+        choices=("wav", "flac", "mp3", "opus"),
+        default="wav",
+        help="format of the output files (default: wav)",
+    )
+    parser.add_argument(
+        "--bit-depth",
+        type=int,
+        choices=(16, 24, 32),
+        default=None,
+        help="bits per sample of wav (16, 24, 32 = float) or flac (16, 24) outputs (default: 16)",
+    )
+    parser.add_argument(
+        "--stream",
+        type=int,
+        default=0,
+        metavar="N",
+        help="audio stream to separate in files with several, counted from 0 (default: 0)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -62,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(max(1, args.threads))
+    if args.stream < 0:
+        raise TDANetError(f"--stream must be 0 or more, got {args.stream}")
+    subtype = audio.output_subtype(args.audio_format, args.bit_depth)
     out_root = Path(args.output_dir)
     files, failures = audio.expand_inputs(args.inputs, exclude=out_root)
     for line in failures:
@@ -91,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     overall = tqdm(files, desc="files", unit="file", disable=args.quiet or None, leave=False)
     for item in overall:
         out_dir = out_root / item.relative_dir
-        first_output = output_paths(item.path, out_dir, separator.num_sources)[0]
+        first_output = output_paths(item.path, out_dir, separator.num_sources, args.audio_format)[0]
         if first_output in claimed:
             _error(
                 f"{item.path}: its outputs would overwrite those of {claimed[first_output]}; "
@@ -101,14 +126,21 @@ def run(args: argparse.Namespace) -> int:
             continue
         claimed[first_output] = item.path
         try:
-            info = audio.audio_info(item.path)
+            info = audio.audio_info(item.path, args.stream)
+            if len(info.streams) > 1:
+                tqdm.write(
+                    f"note: {item.path}: {len(info.streams)} audio streams "
+                    f"({'; '.join(info.streams)}); separating stream {info.stream} "
+                    "(choose another with --stream N)",
+                    file=sys.stderr,
+                )
             if info.channels > 1:
                 tqdm.write(
                     f"note: {item.path}: {info.channels} channels downmixed to mono",
                     file=sys.stderr,
                 )
             bar = tqdm(
-                total=round(info.duration, 1),
+                total=round(info.duration, 1) if info.frames else None,
                 desc=item.path.name,
                 unit="s",
                 disable=args.quiet or None,
@@ -119,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
                     item.path,
                     out_dir,
                     overwrite=args.overwrite,
+                    subtype=subtype,
+                    audio_format=args.audio_format,
+                    stream=args.stream,
                     progress=_updater(bar),
                 )
         except TDANetError as exc:
@@ -145,6 +180,8 @@ def _updater(bar: Any) -> Any:
     """A progress callback that moves ``bar`` to the seconds read so far."""
 
     def update(seconds: float) -> None:
-        bar.update(round(min(seconds, bar.total) - bar.n, 1))
+        # A header that states no duration (bar.total None) leaves the bar open-ended.
+        done = seconds if bar.total is None else min(seconds, bar.total)
+        bar.update(round(done - bar.n, 1))
 
     return update

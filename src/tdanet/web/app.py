@@ -27,14 +27,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torch import nn
 
 from .. import __version__
-from ..audio import AudioInfo
+from ..audio import AudioInfo, output_subtype
+from ..errors import AudioWriteError
 from .errors import ApiError, ErrorResponse
 from .queue import SeparationQueue
 from .service import (
     Separated,
     SeparatorLike,
     check_upload,
-    encode_wav,
+    encode_track,
     encode_zip,
     separate_upload,
     source_name,
@@ -114,10 +115,13 @@ class InputInfo(BaseModel):
 
 
 class AudioTrack(BaseModel):
-    """One mono 16-bit PCM WAV file, base64-encoded."""
+    """One mono audio file, base64-encoded: in `wav_base64` for WAV (the default), in
+    `audio_base64` for the other formats."""
 
     name: str = Field(description="`speaker1`, `speaker2`, ... or `mixture`")
-    wav_base64: str
+    media_type: str = Field(description="`audio/wav`, `audio/flac`, `audio/mpeg` or `audio/ogg`")
+    wav_base64: str | None = None
+    audio_base64: str | None = None
 
 
 class SeparationResponse(BaseModel):
@@ -152,8 +156,9 @@ _UPLOAD_BODY: dict[str, Any] = {
                         FILE_FIELD: {
                             "type": "string",
                             "format": "binary",
-                            "description": "a recording in any format libsndfile reads "
-                            "(WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, ...), any rate, any channels",
+                            "description": "a recording in any format ffmpeg decodes "
+                            "(WAV, FLAC, MP3, M4A/AAC, Opus, WMA, AMR, the sound of MP4/MOV/"
+                            "MKV/WebM videos, ...), any rate, any channels",
                         }
                     },
                 }
@@ -273,8 +278,8 @@ def create_app(
         response_model=SeparationResponse,
         responses={
             200: {
-                "description": "JSON with one base64 WAV per source (`format=json`) or a zip "
-                "of WAV files (`format=zip`)",
+                "description": "JSON with one base64 file per source (`format=json`) or a "
+                "zip of files (`format=zip`), in `audio_format`",
                 "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
             },
             **_error_responses(400, 413, 415, 422, 500, 503),
@@ -287,15 +292,26 @@ def create_app(
             "json", description="`json`: base64 WAVs in JSON; `zip`: a zip of WAV files"
         ),
         mixture: bool = Query(False, description="also return the mono mixture"),
+        audio_format: Literal["wav", "flac", "mp3", "opus"] = Query(
+            "wav", description="format of the returned files"
+        ),
+        bit_depth: int | None = Query(
+            None, description="bits per sample of wav (16, 24, 32 = float) or flac (16, 24)"
+        ),
     ) -> Any:
         """Separate the speakers of an uploaded recording (multipart field `file`).
 
         The file is checked by decoding it (not by its name or content type), must fit the
         size and duration limits, and is deleted when the request ends. Sources come back as
-        mono 16-bit WAV at the upload's sample rate, named `speaker1`, `speaker2`, ...
+        mono files in `audio_format` (16-bit WAV by default) at the upload's sample rate
+        (MP3 and Opus: the next rate the codec stores), named `speaker1`, `speaker2`, ...
         Errors: 400 malformed form, 413 too large or too long, 415 not audio, 422 unusable
         audio or bad parameter, 503 queue full (retry later).
         """
+        try:
+            subtype = output_subtype(audio_format, bit_depth)
+        except AudioWriteError as exc:
+            raise ApiError(422, "invalid_request", str(exc)) from None
         async with queue.admit():
             work_dir: Path = request.app.state.work_dir
             upload = work_dir / f"{UPLOAD_PREFIX}{secrets.token_hex(16)}"
@@ -318,14 +334,22 @@ def create_app(
                     # The upload is no longer needed: free the disk before encoding.
                     upload.unlink(missing_ok=True)
                     if format == "zip":
-                        payload = await anyio.to_thread.run_sync(encode_zip, result, mixture)
+                        payload = await anyio.to_thread.run_sync(
+                            encode_zip, result, mixture, audio_format, subtype
+                        )
                         return Response(
                             payload,
                             media_type="application/zip",
                             headers={"Content-Disposition": 'attachment; filename="separated.zip"'},
                         )
                     body = await anyio.to_thread.run_sync(
-                        _json_body, result, header_info(header, name), model_name, mixture
+                        _json_body,
+                        result,
+                        header_info(header, name, result),
+                        model_name,
+                        mixture,
+                        audio_format,
+                        subtype,
                     )
                     return Response(body, media_type="application/json")
             except ClientDisconnect:
@@ -336,26 +360,41 @@ def create_app(
     return app
 
 
-def header_info(header: AudioInfo, name: str) -> InputInfo:
-    """The response's description of the decoded upload, from its header."""
+# Media type of each returned audio format.
+MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "opus": "audio/ogg"}
+
+
+def header_info(header: AudioInfo, name: str, result: Separated) -> InputInfo:
+    """The response's description of the decoded upload: its header, and the duration as
+    decoded (``result``), which a compressed file's header may only estimate."""
     return InputInfo(
         filename=name,
         format=header.format,
         subtype=header.subtype,
         sample_rate=header.sample_rate,
         channels=header.channels,
-        duration_s=header.duration,
+        duration_s=result.mixture.shape[-1] / result.sample_rate,
     )
 
 
 def _json_body(
-    result: Separated, input_info: InputInfo, model_name: str, include_mixture: bool
+    result: Separated,
+    input_info: InputInfo,
+    model_name: str,
+    include_mixture: bool,
+    audio_format: str,
+    subtype: str | None,
 ) -> bytes:
     """The :class:`SeparationResponse` as JSON bytes, built off the event loop (it is large)."""
 
     def track(name: str, samples: np.ndarray) -> AudioTrack:
-        wav = encode_wav(samples, result.sample_rate)
-        return AudioTrack(name=name, wav_base64=base64.b64encode(wav).decode("ascii"))
+        data = base64.b64encode(
+            encode_track(samples, result.sample_rate, audio_format, subtype)
+        ).decode("ascii")
+        field = "wav_base64" if audio_format == "wav" else "audio_base64"
+        return AudioTrack.model_validate(
+            {"name": name, "media_type": MEDIA_TYPES[audio_format], field: data}
+        )
 
     response = SeparationResponse(
         model=model_name,

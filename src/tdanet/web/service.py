@@ -1,4 +1,4 @@
-"""The blocking work behind one request: check the upload is audio, separate it, encode WAVs.
+"""The blocking work behind one request: check the upload is audio, separate it, encode it.
 
 These functions run in a worker thread (never on the event loop). Audio problems become
 :class:`ApiError` answers whose messages name the client's file, never the server's path.
@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import soundfile as sf
 
-from ..audio import AudioInfo, audio_info, check_finite, downmix
+from ..audio import AudioInfo, audio_info, check_finite, downmix, encode_audio, read_blocks
 from ..errors import AudioContentError, AudioReadError, TDANetError
 from .errors import ApiError
 
@@ -50,15 +49,22 @@ def _scrub(exc: TDANetError, path: Path, name: str) -> str:
 
 
 def check_upload(path: Path, name: str, max_duration_s: float) -> AudioInfo:
-    """Open the upload's header with libsndfile: it must be audio, non-empty and short enough.
+    """Open the upload's header: it must be audio, non-empty and short enough.
 
-    Raises :class:`ApiError` 415 (not audio libsndfile can read, whatever its name says),
-    422 (no samples) or 413 (longer than ``max_duration_s``).
+    The upload's name has no extension, so libsndfile and ffmpeg recognise it by content
+    only. Raises :class:`ApiError` 415 (not audio either can read, whatever its name says),
+    422 (no samples, or a container without audio) or 413 (longer than ``max_duration_s``
+    by a header that states its length exactly; :func:`read_mono` enforces the limit
+    while decoding anyway).
     """
     try:
         info = audio_info(path)
     except AudioReadError as exc:
         raise ApiError(415, "not_audio", _scrub(exc, path, name)) from None
+    except AudioContentError as exc:
+        raise ApiError(422, "empty_audio", _scrub(exc, path, name)) from None
+    if not info.exact_frames:
+        return info
     if info.frames <= 0:
         raise ApiError(422, "empty_audio", f"{name}: contains no audio samples")
     if info.duration > max_duration_s:
@@ -80,13 +86,15 @@ def read_mono(path: Path, name: str, max_duration_s: float) -> tuple[np.ndarray,
     NaN/Inf samples.
     """
     try:
-        with sf.SoundFile(str(path)) as handle:
-            rate = int(handle.samplerate)
-            max_frames = math.floor(max_duration_s * rate)
-            data = handle.read(max_frames + 1, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        reason = getattr(exc, "error_string", "") or str(exc).replace(str(path), name)
-        raise ApiError(415, "not_audio", f"{name}: decoding failed ({reason})") from None
+        info = audio_info(path)
+        rate = info.sample_rate
+        max_frames = math.floor(max_duration_s * rate)
+        blocks = list(read_blocks(info, max(1, min(max_frames + 1, 1 << 20)), stop=max_frames + 1))
+    except AudioReadError as exc:
+        raise ApiError(415, "not_audio", _scrub(exc, path, name)) from None
+    except AudioContentError as exc:
+        raise ApiError(422, "empty_audio", _scrub(exc, path, name)) from None
+    data = np.concatenate(blocks) if blocks else np.zeros((0, info.channels), np.float32)
     if data.shape[0] > max_frames:
         raise ApiError(
             413,
@@ -121,17 +129,18 @@ def separate_upload(
     return Separated(sources, mixture, rate, time.perf_counter() - start)
 
 
-def encode_wav(samples: np.ndarray, sample_rate: int) -> bytes:
-    """16-bit PCM mono WAV bytes of float (T,) samples.
+def encode_track(
+    samples: np.ndarray, sample_rate: int, audio_format: str = "wav", subtype: str | None = None
+) -> bytes:
+    """Mono file bytes of float (T,) samples: 16-bit PCM WAV by default, else ``audio_format``
+    with ``subtype`` (see :func:`tdanet.audio.encode_audio`).
 
     A signal peaking above full scale is scaled down to fit rather than clipped: separated
     sources may overshoot 1.0 and clipping would add distortion.
     """
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0
     scaled = samples / peak if peak > 1.0 else samples
-    buffer = io.BytesIO()
-    sf.write(buffer, scaled, sample_rate, subtype="PCM_16", format="WAV")
-    return buffer.getvalue()
+    return encode_audio(scaled, sample_rate, audio_format, subtype)
 
 
 def source_name(index: int) -> str:
@@ -139,12 +148,19 @@ def source_name(index: int) -> str:
     return f"speaker{index + 1}"
 
 
-def encode_zip(result: Separated, include_mixture: bool) -> bytes:
-    """A zip of ``speaker<i>.wav`` per source (and ``mixture.wav``), stored uncompressed."""
+def encode_zip(
+    result: Separated, include_mixture: bool, audio_format: str = "wav", subtype: str | None = None
+) -> bytes:
+    """A zip of ``speaker<i>.<audio_format>`` per source (and ``mixture.<audio_format>``),
+    stored uncompressed."""
     buffer = io.BytesIO()
+    tracks = [(source_name(i), source) for i, source in enumerate(result.sources)]
+    if include_mixture:
+        tracks.append(("mixture", result.mixture))
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for index, source in enumerate(result.sources):
-            archive.writestr(f"{source_name(index)}.wav", encode_wav(source, result.sample_rate))
-        if include_mixture:
-            archive.writestr("mixture.wav", encode_wav(result.mixture, result.sample_rate))
+        for stem, samples in tracks:
+            archive.writestr(
+                f"{stem}.{audio_format}",
+                encode_track(samples, result.sample_rate, audio_format, subtype),
+            )
     return buffer.getvalue()
