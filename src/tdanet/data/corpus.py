@@ -85,6 +85,20 @@ SOURCES: dict[str, Source] = {
         False,
         "telephone prompts (G.722 wideband): Allison (en, es), June (fr), Carlo (it)",
     ),
+    "tuxpaint": Source(
+        "tuxpaint",
+        ("tuxpaint-stamps-default",),
+        "GPL-2",
+        False,
+        "spoken Tux Paint stamp descriptions, one reader per language (ro, es, ru, fr, bg, ...)",
+    ),
+    "festvox-ru": Source(
+        "festvox-ru",
+        ("festvox-ru",),
+        "festvox-ru licence (BSD-like)",
+        False,
+        "read Russian sentences: the recordings of the msu_ru_nsh Festival voice, one male",
+    ),
     "flite": Source(
         "flite",
         ("flite", "libflite1"),
@@ -183,11 +197,45 @@ def find_asterisk(root: Path) -> list[Recording]:
     return found
 
 
+# ``<stamp>_desc_<lang>.ogg`` (one file is ``..._desc_da.ogg.ogg``, a few are ``.wav``);
+# ``<stamp>_desc.ogg`` has no language, so no known reader, and ``<stamp>.ogg`` is a sound effect.
+TUXPAINT_DESCRIPTION = re.compile(
+    r"^(?P<stamp>.+)_desc_(?P<lang>[a-z]{2,3}(?:_[A-Z]{2})?)(?:\.ogg)?\.(?:ogg|wav)$"
+)
+
+
+def find_tuxpaint(root: Path) -> list[Recording]:
+    """Stamp descriptions of an unpacked tuxpaint-stamps-default:
+    ``.../tuxpaint/stamps/<category>/.../<stamp>_desc_<lang>.ogg``, one speaker per language.
+    """
+    stamps = root / "usr/share/tuxpaint/stamps"
+    found = []
+    for path in sorted(stamps.rglob("*_desc_*")):
+        match = TUXPAINT_DESCRIPTION.match(path.name)
+        if match is None or not path.is_file():
+            continue
+        chapter = "-".join(path.parent.relative_to(stamps).parts) or "stamps"
+        speaker = f"tuxpaint-{language_id(match['lang'])}"
+        found.append(Recording(path, speaker, chapter, match["stamp"]))
+    return found
+
+
+def find_festvox_ru(root: Path) -> list[Recording]:
+    """The read sentences of an unpacked festvox-ru: ``.../msu_ru_nsh_clunits/wav/ru_*.wav``."""
+    voice = root / "usr/share/festival/voices/russian/msu_ru_nsh_clunits"
+    return [
+        Recording(path, "festvox-ru-nsh", "sentences", path.stem)
+        for path in sorted(voice.glob("wav/ru_*.wav"))
+    ]
+
+
 FINDERS: dict[str, Callable[[Path], list[Recording]]] = {
     "fillets": find_fillets,
     "klettres": find_klettres,
     "ktuberling": find_ktuberling,
     "asterisk": find_asterisk,
+    "tuxpaint": find_tuxpaint,
+    "festvox-ru": find_festvox_ru,
 }
 
 
