@@ -3,26 +3,45 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import os
 import subprocess
 import sys
+import tarfile
 import textwrap
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from tdanet.data import corpus
 from tdanet.data.corpus import (
+    KOKORO_MIN_WEIGHT,
+    KOKORO_MODEL_NAME,
+    KOKORO_MODEL_VERSION,
+    KOKORO_MODEL_WHEELS,
+    KOKORO_SAMPLE_RATE,
+    KOKORO_STYLE_SHAPE,
     SAMPLE_RATE,
     build_corpus,
     download_package,
+    fetch_kokoro,
     fillets_speaker,
+    find_festvox_ru,
     find_ffmpeg,
+    find_tuxpaint,
+    join_model_parts,
+    kokoro_language,
+    kokoro_voices,
     language_id,
     read_speakers_csv,
+    read_voice_tables,
     safe_name,
     synthesize_flite,
+    synthesize_kokoro,
     trim_silence,
     tts_sentences,
 )
@@ -285,3 +304,266 @@ def test_asterisk_g722_prompts(tmp_path: Path) -> None:
     with (out / "speakers.csv").open() as handle:
         row = next(csv.DictReader(handle))
     assert row["licence"] == "CC-BY-SA-3.0" and row["files"] == "2"
+
+
+def test_english_sentences_unchanged_and_each_language_in_its_script() -> None:
+    # The flite voices of existing corpora read exactly these sentences.
+    assert tts_sentences(1, seed=5) == [
+        "The small child measured a heavy basket at the end of the street."
+    ]
+    for language, marker in (("es", "."), ("hi", "।"), ("zh", "。")):
+        sentences = tts_sentences(40, seed=1, language=language)
+        assert sentences == tts_sentences(40, seed=1, language=language)
+        assert len(set(sentences)) > 35
+        assert any(s.endswith(marker) for s in sentences)
+    assert all("\u0900" <= s[0] <= "\u097f" for s in tts_sentences(10, seed=2, language="hi"))
+    assert tts_sentences(3, seed=2, language="fr")[0].split()[-1] != "?"
+
+
+@pytest.fixture
+def tuxpaint(tmp_path: Path) -> Path:
+    """An unpacked tuxpaint-stamps-default with descriptions, names and sound effects."""
+    stamps = tmp_path / "pkg/tuxpaint/usr/share/tuxpaint/stamps"
+    write(stamps / "animals/cats/cat_desc_ro.ogg", 1.0, 44100, 1, channels=2)
+    write(stamps / "animals/cats/cat_desc_es.ogg", 1.0, 44100, 2)
+    write(stamps / "animals/dog_desc_ro.ogg", 1.1, 44100, 3)
+    write(stamps / "town/monuments/inukshuk_desc_da.ogg.ogg", 1.0, 44100, 4)
+    write(stamps / "food/corn_desc_pt_BR.wav", 1.0, 44100, 5)
+    write(stamps / "food/apple_desc_nl.ogg", 1.0, 8000, 6)  # narrowband: dropped
+    write(stamps / "animals/cats/cat.ogg", 1.0, 44100, 7)  # sound effect
+    write(stamps / "animals/cats/cat_desc.ogg", 1.0, 44100, 8)  # no language: reader unknown
+    write(stamps / "symbols/7_en_GB.ogg", 1.0, 44100, 9)  # a spoken name, not a description
+    (stamps / "animals/cats/cat_desc_ro.txt").write_text("text, not audio")
+    return tmp_path / "pkg/tuxpaint"
+
+
+def test_tuxpaint_descriptions_one_speaker_per_language(tmp_path: Path, tuxpaint: Path) -> None:
+    recordings = find_tuxpaint(tuxpaint)
+    assert sorted((r.speaker, r.chapter, r.name) for r in recordings) == [
+        ("tuxpaint-da", "town-monuments", "inukshuk"),
+        ("tuxpaint-es", "animals-cats", "cat"),
+        ("tuxpaint-nl", "food", "apple"),
+        ("tuxpaint-pt-br", "food", "corn"),
+        ("tuxpaint-ro", "animals", "dog"),
+        ("tuxpaint-ro", "animals-cats", "cat"),
+    ]
+    out = tmp_path / "corpus"
+    build_corpus(
+        out,
+        tmp_path / "cache",
+        ["tuxpaint"],
+        fetch={"tuxpaint-stamps-default": tuxpaint}.__getitem__,
+        min_speaker_seconds=0.5,
+        log=lambda _: None,
+    )
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.flac"))
+    assert files == [
+        "tuxpaint-da/town-monuments/inukshuk.flac",
+        "tuxpaint-es/animals-cats/cat.flac",
+        "tuxpaint-pt-br/food/corn.flac",
+        "tuxpaint-ro/animals-cats/cat.flac",
+        "tuxpaint-ro/animals/dog.flac",
+    ]
+    rows = {row["speaker"]: row for row in read_speakers_csv(out / "speakers.csv")}
+    assert rows["tuxpaint-ro"]["files"] == "2"
+    assert rows["tuxpaint-ro"]["licence"] == "GPL-2" and rows["tuxpaint-ro"]["synthetic"] == "no"
+
+
+def test_festvox_ru_sentences_are_one_speaker(tmp_path: Path) -> None:
+    voice = tmp_path / "pkg/usr/share/festival/voices/russian/msu_ru_nsh_clunits"
+    write(voice / "wav/ru_0001.wav", 1.0, SAMPLE_RATE, 1)
+    write(voice / "wav/ru_0002.wav", 1.5, SAMPLE_RATE, 2)
+    (voice / "lab").mkdir()
+    (voice / "lab/ru_0001.lab").write_text("labels")
+    recordings = find_festvox_ru(tmp_path / "pkg")
+    assert [(r.speaker, r.chapter, r.name) for r in recordings] == [
+        ("festvox-ru-nsh", "sentences", "ru_0001"),
+        ("festvox-ru-nsh", "sentences", "ru_0002"),
+    ]
+
+
+def fake_model_wheels(folder: Path, parts: list[bytes]) -> list[Path]:
+    """Wheels named like the Kokoro model's, each holding ``<module>/part.bin``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wheels = []
+    for package, part in zip(KOKORO_MODEL_WHEELS, parts, strict=True):
+        module = package.replace("-", "_")
+        wheel = folder / f"{module}-{KOKORO_MODEL_VERSION}-py3-none-any.whl"
+        with zipfile.ZipFile(wheel, "w") as archive:
+            archive.writestr(f"{module}/__init__.py", "")
+            archive.writestr(f"{module}/part.bin", part)
+        wheels.append(wheel)
+    return wheels
+
+
+PARTS = [b"onnx-", b"model-", b"in-", b"parts"]
+PARTS_SHA = hashlib.sha256(b"".join(PARTS)).hexdigest()
+
+
+def test_model_parts_join_in_order_and_are_checked(tmp_path: Path) -> None:
+    wheels = fake_model_wheels(tmp_path / "pip", PARTS)
+    model = join_model_parts(wheels, tmp_path / "model.onnx", PARTS_SHA)
+    assert model.read_bytes() == b"onnx-model-in-parts"
+    assert join_model_parts(wheels, model, PARTS_SHA) == model  # cached: checked, kept
+    with pytest.raises(CorpusError, match=r"have sha256 .* not "):
+        join_model_parts(wheels[::-1], tmp_path / "reversed.onnx", PARTS_SHA)
+    assert not list(tmp_path.glob("*reversed*"))
+    model.write_bytes(b"damaged")
+    with pytest.raises(CorpusError, match="sha256 differs"):
+        join_model_parts(wheels, model, PARTS_SHA)
+
+
+def voices_tarball(path: Path, tables: dict[str, np.ndarray]) -> Path:
+    """An npm tarball laid out like kokoro-js: ``package/voices/<name>.bin``, raw float32."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as archive:
+        members = {f"package/voices/{n}.bin": t.astype("<f4").tobytes() for n, t in tables.items()}
+        members["package/package.json"] = b"{}"
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def style_tables(names: list[str]) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {n: rng.standard_normal(KOKORO_STYLE_SHAPE).astype(np.float32) for n in names}
+
+
+def test_voice_tables_from_the_npm_tarball(tmp_path: Path) -> None:
+    tables = style_tables(["af_heart", "zm_yunxi"])
+    read = read_voice_tables(voices_tarball(tmp_path / "voices.tgz", tables))
+    assert list(read) == ["af_heart", "zm_yunxi"]
+    np.testing.assert_array_equal(read["zm_yunxi"], tables["zm_yunxi"])
+    bad = voices_tarball(tmp_path / "bad.tgz", {"af_x": np.zeros((3, 1, 256))})
+    with pytest.raises(CorpusError, match="not a 510x1x256 style table"):
+        read_voice_tables(bad)
+
+
+def test_fetch_kokoro_uses_cached_downloads_and_reports_npm_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    fake_model_wheels(cache / "pip", PARTS)
+    monkeypatch.setattr(corpus, "KOKORO_MODEL_SHA256", PARTS_SHA)
+    fake_tool(tmp_path / "bin", "npm", FAILING_APT)  # any call would fail
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(CorpusError, match=r"kokoro-js@1.2.1: npm pack failed \(E: Unable"):
+        fetch_kokoro(cache)
+    tarball = voices_tarball(cache / "npm/kokoro-js-1.2.1.tgz", style_tables(["af_heart"]))
+    model, npm = fetch_kokoro(cache)
+    assert model.read_bytes() == b"onnx-model-in-parts" and npm == tarball
+
+
+def test_kokoro_blends_are_convex_and_same_gender() -> None:
+    rng = np.random.default_rng(1)
+    names = ["af_a", "af_b", "bf_c", "ef_d", "am_e", "zm_f", "hm_g"]
+    tables = {n: rng.standard_normal((3, 1, 2)).astype(np.float32) for n in names}
+    voices = kokoro_voices(tables, blends=12, seed=4)
+    assert [v.speaker for v in voices[:7]] == [f"kokoro-{n}" for n in names]
+    assert (voices[3].espeak, voices[3].bank) == ("es", "es")
+    assert (voices[5].espeak, voices[5].bank) == ("cmn", "zh")
+    blends = voices[7:]
+    assert [v.speaker for v in blends] == [f"kokoro-blend-{i:02d}" for i in range(12)]
+    for voice in blends:
+        parts, weights = zip(*voice.components, strict=True)
+        assert 2 <= len(parts) <= 3 and len(set(parts)) == len(parts)
+        assert len({p[1] for p in parts}) == 1  # one gender
+        assert min(weights) >= KOKORO_MIN_WEIGHT and sum(weights) == pytest.approx(1.0)
+        expected = sum(w * tables[p] for p, w in voice.components)
+        np.testing.assert_allclose(voice.style, expected, atol=1e-6)
+        assert voice.espeak == kokoro_language(parts[int(np.argmax(weights))])[0]
+    assert {len(v.components) for v in blends} == {2, 3}
+    again = kokoro_voices(tables, blends=12, seed=4)
+    assert [v.components for v in again] == [v.components for v in voices]
+    assert [v.components for v in kokoro_voices(tables, 12, seed=5)] != [
+        v.components for v in voices
+    ]
+
+
+def stub_speak(calls: list[tuple[str, float, str]]) -> corpus.Speak:
+    """Stands in for the Kokoro model: a tone 60 ms per character, shorter when faster."""
+
+    def speak(text: str, style: np.ndarray, speed: float, language: str) -> np.ndarray:
+        calls.append((text, speed, language))
+        t = np.arange(int(0.06 * len(text) / speed * KOKORO_SAMPLE_RATE)) / KOKORO_SAMPLE_RATE
+        return (0.3 * np.sin(2 * np.pi * (150 + 100 * float(style.mean())) * t)).astype(np.float32)
+
+    return speak
+
+
+def test_kokoro_voices_read_their_own_sentences_until_enough_seconds(tmp_path: Path) -> None:
+    voices = kokoro_voices(style_tables(["af_heart", "ef_dora", "zf_xiaobei"]), 0, seed=0)
+    calls: list[tuple[str, float, str]] = []
+    recordings = synthesize_kokoro(voices, stub_speak(calls), tmp_path, seconds=12.0, log=print)
+    by_speaker: dict[str, list[float]] = {}
+    for r in recordings:
+        info = sf.info(str(r.path))
+        assert info.samplerate == KOKORO_SAMPLE_RATE
+        by_speaker.setdefault(r.speaker, []).append(info.duration)
+    assert list(by_speaker) == ["kokoro-af_heart", "kokoro-ef_dora", "kokoro-zf_xiaobei"]
+    for durations in by_speaker.values():
+        assert sum(durations) >= 12.0 and sum(durations[:-1]) < 12.0
+    assert {lang for _, _, lang in calls} == {"en-us", "es", "cmn"}
+    assert all(0.85 <= speed <= 1.15 for _, speed, _ in calls)
+    assert len({text for text, _, _ in calls}) == len(calls)  # nobody repeats a sentence
+
+
+def test_build_corpus_kokoro_speakers_are_synthetic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    fake_model_wheels(cache / "pip", PARTS)
+    voices_tarball(cache / "npm/kokoro-js-1.2.1.tgz", style_tables(["af_heart", "af_bella"]))
+    monkeypatch.setattr(corpus, "KOKORO_MODEL_SHA256", PARTS_SHA)
+    seen: list[Path] = []
+
+    def speaker(model: Path, tables: dict[str, np.ndarray], workdir: Path) -> corpus.Speak:
+        seen.append(model)
+        return stub_speak([])
+
+    out = tmp_path / "corpus"
+    build_corpus(
+        out,
+        cache,
+        ["kokoro"],
+        kokoro_blends=1,
+        tts_seconds=3.0,
+        kokoro_speaker=speaker,
+        min_speaker_seconds=1.0,
+        log=lambda _: None,
+    )
+    assert seen == [cache / "kokoro" / KOKORO_MODEL_NAME]
+    rows = read_speakers_csv(out / "speakers.csv")
+    assert [r["speaker"] for r in rows] == ["kokoro-af_bella", "kokoro-af_heart", "kokoro-blend-00"]
+    assert {(r["synthetic"], r["licence"]) for r in rows} == {("yes", "Apache-2.0")}
+    assert all(float(r["minutes"]) * 60 >= 3.0 for r in rows)
+    assert sf.info(str(next(out.rglob("*.flac")))).samplerate == SAMPLE_RATE
+    assert not (out / ".work").exists()
+
+
+def test_cli_rejects_bad_kokoro_options_without_output(tmp_path: Path) -> None:
+    out = tmp_path / "corpus"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tdanet",
+            "corpus",
+            "--out",
+            str(out),
+            "--cache",
+            str(tmp_path / "cache"),
+            "--sources",
+            "kokoro",
+            "--tts-seconds",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "--tts-seconds 0" in result.stderr
+    assert not out.exists()

@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         choices=list(SOURCES),
         default=list(DEFAULT_SOURCES),
-        help="which sources to include (default: all; asterisk needs ffmpeg, flite is synthetic)",
+        help="which sources to include (default: all but kokoro; asterisk needs ffmpeg; flite "
+        "and kokoro are synthetic, kokoro needs the corpus extra and npm and takes about a "
+        "CPU-hour)",
     )
     parser.add_argument(
         "--min-speaker-seconds",
@@ -42,7 +44,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tts-sentences",
         type=int,
         default=120,
-        help="sentences spoken by each synthetic voice (default 120)",
+        help="sentences spoken by each flite voice (default 120)",
+    )
+    parser.add_argument(
+        "--tts-seconds",
+        type=float,
+        default=70.0,
+        help="seconds of speech synthesised with each Kokoro voice (default 70)",
+    )
+    parser.add_argument(
+        "--kokoro-blends",
+        type=int,
+        default=26,
+        help="Kokoro voices made by blending 2-3 stock voices, besides the 54 stock ones "
+        "(default 26)",
     )
 
 
@@ -55,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         args.sources,
         min_speaker_seconds=args.min_speaker_seconds,
         tts_count=args.tts_sentences,
+        kokoro_blends=args.kokoro_blends,
+        tts_seconds=args.tts_seconds,
     )
     real = [s for s in summaries if not s.synthetic]
     minutes = sum(s.seconds for s in summaries) / 60

