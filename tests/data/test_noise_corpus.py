@@ -59,8 +59,29 @@ def test_ambient_clips_become_a_noise_folder(tmp_path: Path, monkeypatch) -> Non
 
 def test_existing_folder_and_missing_archive_are_errors(tmp_path: Path) -> None:
     (tmp_path / "noise").mkdir()
+    (tmp_path / "noise" / "mine.flac").write_bytes(b"")
     with pytest.raises(CorpusError, match="already exists"):
         build_noise_corpus(tmp_path / "noise", tmp_path / "cache", lambda name: tmp_path)
     with pytest.raises(CorpusError, match="no usr/share/games/0ad"):
         build_noise_corpus(tmp_path / "new", tmp_path / "cache", lambda name: tmp_path)
     assert not (tmp_path / "new").exists() and not list(tmp_path.glob(".new*"))
+
+
+def test_cli_needs_a_target_and_refuses_occupied_folders(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def corpus(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "tdanet", "corpus", "--cache", str(tmp_path / "c"), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    nothing = corpus()
+    assert nothing.returncode == 1 and "pass --out DIR" in nothing.stderr
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "mine.txt").write_text("keep")
+    # The speech folder is new, but nothing is built because the noise folder is taken.
+    result = corpus("--out", str(tmp_path / "speech"), "--noise-out", str(taken))
+    assert result.returncode == 1 and "taken: already exists" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "speech").exists() and (taken / "mine.txt").read_text() == "keep"

@@ -1057,6 +1057,12 @@ def collect_recordings(
     return found
 
 
+def occupied(folder: Path) -> bool:
+    """Whether writing a new corpus to ``folder`` would replace something (an empty folder
+    is fine)."""
+    return folder.exists() and (not folder.is_dir() or any(folder.iterdir()))
+
+
 def build_corpus(
     out: Path,
     cache: Path,
@@ -1090,7 +1096,7 @@ def build_corpus(
         raise CorpusError(
             f"unknown source(s) {', '.join(unknown)}; choose from {', '.join(SOURCES)}"
         )
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if occupied(out):
         raise CorpusError(
             f"{out}: already exists and is not empty; remove it or pass another --out"
         )

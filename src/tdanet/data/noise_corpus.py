@@ -23,7 +23,15 @@ import soundfile as sf
 
 from ..atomic import staging_directory
 from ..errors import CorpusError
-from .corpus import SAMPLE_RATE, apt_fetcher, find_ffmpeg, load_recording, resample, safe_name
+from .corpus import (
+    SAMPLE_RATE,
+    apt_fetcher,
+    find_ffmpeg,
+    load_recording,
+    occupied,
+    resample,
+    safe_name,
+)
 
 AMBIENT_PACKAGE = "0ad-data"
 AMBIENT_ZIP = "usr/share/games/0ad/mods/public/public.zip"
@@ -61,10 +69,11 @@ def music_clips(unpacked: Path) -> list[tuple[str, Path]]:
 def build_noise_corpus(
     out: Path, cache: Path, fetch: Callable[[str], Path] | None = None
 ) -> list[dict[str, str]]:
-    """Write the noise clips to ``out`` (a new folder, renamed into place when complete)."""
+    """Write the noise clips to ``out`` (a new or empty folder, renamed into place when
+    complete)."""
     out = Path(out)
-    if out.exists():
-        raise CorpusError(f"{out}: already exists; choose a new folder for the noise set")
+    if occupied(out):
+        raise CorpusError(f"{out}: already exists and is not empty; choose a new folder")
     fetch = fetch or apt_fetcher(Path(cache))
     ffmpeg = find_ffmpeg()
     staging = staging_directory(out)
@@ -86,6 +95,8 @@ def build_noise_corpus(
             writer = csv.DictWriter(handle, fieldnames=["file", "source", "seconds", "licence"])
             writer.writeheader()
             writer.writerows(rows)
+        if out.exists():
+            out.rmdir()
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
