@@ -62,9 +62,17 @@ DEFAULT_BLOCK_FRAMES = 48_000
 RESAMPLE_QUALITY = "HQ"
 
 
+class TruncatedAudioWarning(UserWarning):
+    """A file holds fewer frames than its header declares; what is there is used."""
+
+
 @dataclass(frozen=True)
 class AudioInfo:
-    """What a file's header says: ``frames`` per channel at ``sample_rate``."""
+    """What a file holds: ``frames`` per channel at ``sample_rate``.
+
+    ``header_frames`` is what a WAV header declares when that is more than the file holds
+    (libsndfile then reports only the frames present), else ``None``.
+    """
 
     path: Path
     sample_rate: int
@@ -72,11 +80,22 @@ class AudioInfo:
     frames: int
     format: str
     subtype: str
+    header_frames: int | None = None
 
     @property
     def duration(self) -> float:
         """Length in seconds."""
         return self.frames / self.sample_rate
+
+    @property
+    def truncation(self) -> str | None:
+        """One line saying the file is truncated (frames found and expected), or ``None``."""
+        if self.header_frames is None:
+            return None
+        return (
+            f"{self.path}: truncated: the header declares {self.header_frames} frames but the "
+            f"file holds {self.frames}"
+        )
 
 
 def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
@@ -87,9 +106,45 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
         info = sf.info(str(file))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioReadError(f"{file}: not a readable audio file ({_reason(exc)})") from None
+    frames = int(info.frames)
+    declared = wav_header_frames(file) if info.format == "WAV" else None
     return AudioInfo(
-        file, int(info.samplerate), int(info.channels), int(info.frames), info.format, info.subtype
+        file,
+        int(info.samplerate),
+        int(info.channels),
+        frames,
+        info.format,
+        info.subtype,
+        declared if declared is not None and declared > frames else None,
     )
+
+
+def wav_header_frames(path: Path) -> int | None:
+    """Frames a RIFF/WAVE header declares (data chunk size / block align), if it says."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block_align = 0
+            for _ in range(64):  # a few chunks precede the data; never walk a hostile file far
+                chunk = handle.read(8)
+                if len(chunk) < 8:
+                    return None
+                size = int.from_bytes(chunk[4:8], "little")
+                if chunk[:4] == b"fmt ":
+                    fmt = handle.read(size + (size & 1))
+                    block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else 0
+                elif chunk[:4] == b"data":
+                    # 0xFFFFFFFF: a stream whose length was never written.
+                    if block_align == 0 or size == 0xFFFFFFFF:
+                        return None
+                    return size // block_align
+                else:
+                    handle.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return None
+    return None
 
 
 def load_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:

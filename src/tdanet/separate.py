@@ -23,6 +23,7 @@ import itertools
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -323,13 +324,20 @@ class Separator:
         chunk size: pass 1 streams the file through the model into a float32 scratch file in
         ``out_dir`` and records the output peak; pass 2 applies :func:`peak_limit_gain` and
         writes the outputs under temporary names, renamed when all are complete. Existing
-        outputs are refused unless ``overwrite``. ``progress`` is called with the seconds of
+        outputs are refused unless ``overwrite``. A WAV file shorter than its header says
+        is separated as far as it goes, with a :class:`tdanet.audio.TruncatedAudioWarning`. ``progress`` is called with the seconds of
         input read so far. Returns the written paths.
         """
         reader = audio.MonoReader(path, self.sample_rate)
         info = reader.info
         if info.frames == 0:
             raise AudioContentError(f"{info.path}: contains no audio samples")
+        if info.truncation is not None:
+            warnings.warn(
+                f"{info.truncation}; separating the frames found",
+                audio.TruncatedAudioWarning,
+                stacklevel=2,
+            )
         self.check_length(str(info.path), info.frames, info.sample_rate)
         outputs = output_paths(info.path, out_dir, self.num_sources)
         audio.check_writable(outputs, overwrite=overwrite)
