@@ -20,6 +20,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -29,7 +30,7 @@ import soundfile as sf
 import soxr
 
 from .atomic import replaced_on_success, temporary_path
-from .errors import AudioContentError, AudioReadError, AudioWriteError
+from .errors import AudioContentError, AudioError, AudioReadError, AudioWriteError
 
 # File name endings of the formats libsndfile reads (case-insensitive); used to pick the
 # audio files out of a folder.
@@ -164,6 +165,53 @@ def load_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
         raise AudioContentError(f"{file}: contains no audio samples")
     check_finite(data, file)
     return np.ascontiguousarray(data.T), int(rate)
+
+
+def check_audio_file(path: str | os.PathLike[str]) -> AudioInfo:
+    """Decode a whole file block by block and return its info if every sample is usable.
+
+    Raises :class:`AudioReadError` if it cannot be opened or decoded, or holds fewer frames
+    than its header declares, and :class:`AudioContentError` for NaN or infinite samples.
+    Memory stays bounded by one block.
+    """
+    info = audio_info(path)
+    if info.truncation is not None:
+        raise AudioReadError(info.truncation)
+    decoded = 0
+    try:
+        with sf.SoundFile(str(info.path)) as handle:
+            for block in handle.blocks(DEFAULT_BLOCK_FRAMES, dtype="float32", always_2d=True):
+                check_finite(block, info.path)
+                decoded += block.shape[0]
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioReadError(f"{info.path}: decoding failed ({_reason(exc)})") from None
+    if decoded < info.frames:
+        raise AudioReadError(
+            f"{info.path}: truncated: the header declares {info.frames} frames but only "
+            f"{decoded} decode"
+        )
+    return info
+
+
+def find_unusable(paths: Iterable[Path], workers: int | None = None) -> dict[Path, str]:
+    """Each file of ``paths`` that :func:`check_audio_file` refuses, with its one-line reason.
+
+    Files are decoded in ``workers`` threads (default: one per core, at most 8); libsndfile
+    releases the GIL while decoding.
+    """
+    unique = list(dict.fromkeys(paths))
+    workers = workers or min(8, os.cpu_count() or 1)
+
+    def problem(path: Path) -> str | None:
+        try:
+            check_audio_file(path)
+        except AudioError as exc:
+            return str(exc)
+        return None
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        reasons = list(pool.map(problem, unique))
+    return {path: reason for path, reason in zip(unique, reasons, strict=True) if reason}
 
 
 def is_audio_file(path: Path) -> bool:
