@@ -96,7 +96,15 @@ def test_serve_reports_a_busy_port_in_one_line(capsys: pytest.CaptureFixture[str
     ("args", "message"),
     [
         (["--max-queue", "-1"], "queue length must be 0 or more, got -1"),
-        (["--max-upload-mb", "0"], "--max-upload-mb must be positive, got 0.0"),
+        (["--max-upload-mb", "0"], "--max-upload-mb must be a number in (0, 1048576], got 0.0"),
+        (["--max-upload-mb", "nan"], "--max-upload-mb must be a number in (0, 1048576], got nan"),
+        (["--max-upload-mb", "inf"], "--max-upload-mb must be a number in (0, 1048576], got inf"),
+        (["--max-upload-mb", "1e400"], "--max-upload-mb must be a number in (0, 1048576], got inf"),
+        (["--port", "70000"], "--port must be in 0..65535 (0 picks a free one), got 70000"),
+        (["--port", "-1"], "--port must be in 0..65535"),
+        (["--work-dir", "/proc/1/x"], "/proc/1/x: cannot create the working folder"),
+        (["--upload-timeout", "nan"], "upload time limit must be a positive number"),
+        (["--max-uploads", "0"], "concurrent uploads must be at least 1, got 0"),
         (["--model", "missing.pt"], "missing.pt: no such file, preset or hub name"),
     ],
 )
