@@ -396,3 +396,24 @@ def test_huge_finite_input_that_overflows_the_model_is_refused(tmp_path: Path) -
     assert list((tmp_path / "out").iterdir()) == []
     with pytest.raises(AudioContentError, match="not finite"):
         separator.separate(huge, RATE)
+
+
+def test_a_new_run_removes_the_temporaries_a_killed_run_left(tmp_path: Path) -> None:
+    import os
+    import time
+
+    sf.write(tmp_path / "a.wav", 0.1 * np.random.default_rng(0).standard_normal(RATE), RATE)
+    out = tmp_path / "out"
+    out.mkdir()
+    old = time.time() - 3600
+    stale = [out / ".a_spk1.wav.0123abcd.tmp", out / ".a_spk2.wav.deadbeef.tmp"]
+    fresh = out / ".a_spk1.wav.89abcdef.tmp"  # another run may be writing it right now
+    others = [out / ".b_spk1.wav.0123abcd.tmp", out / ".a_spk1.wav.notmine.tmp", out / "x.tmp"]
+    for path in [*stale, fresh, *others]:
+        path.write_bytes(b"partial")
+        if path is not fresh:
+            os.utime(path, (old, old))
+    Separator("tdanet-tiny").separate_file(tmp_path / "a.wav", out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["a_spk1.wav", "a_spk2.wav", fresh.name, *(p.name for p in others)]
+    )

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from . import audio
+from .atomic import remove_stale_temporaries
 from .errors import AudioContentError, AudioWriteError, CheckpointError
 from .fast import optimize_for_inference
 from .model import TDANetConfig
@@ -324,7 +325,8 @@ class Separator:
         chunk size: pass 1 streams the file through the model into a float32 scratch file in
         ``out_dir`` and records the output peak; pass 2 applies :func:`peak_limit_gain` and
         writes the outputs under temporary names, renamed when all are complete. Existing
-        outputs are refused unless ``overwrite``. A WAV file shorter than its header says
+        outputs are refused unless ``overwrite``. Temporary outputs that a killed run left
+        for these names are removed (:func:`tdanet.atomic.remove_stale_temporaries`). A WAV file shorter than its header says
         is separated as far as it goes, with a :class:`tdanet.audio.TruncatedAudioWarning`. ``progress`` is called with the seconds of
         input read so far. Returns the written paths.
         """
@@ -341,6 +343,8 @@ class Separator:
         self.check_length(str(info.path), info.frames, info.sample_rate)
         outputs = output_paths(info.path, out_dir, self.num_sources)
         audio.check_writable(outputs, overwrite=overwrite)
+        for output in outputs:
+            remove_stale_temporaries(output)
         try:
             # Opened apart from the `with` below so that only its own OSError is reported so.
             scratch = tempfile.TemporaryFile(  # noqa: SIM115

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import socket
@@ -66,7 +67,11 @@ def test_serve_prints_its_url_answers_and_stops_on_interrupt(tmp_path: Path) -> 
         process.wait(timeout=30)
     # Interrupted by Ctrl-C: the conventional 130, after a clean shutdown.
     assert process.returncode == 130
-    assert "Traceback" not in (process.stderr.read() if process.stderr else "")
+    err = process.stderr.read() if process.stderr else ""
+    assert "Traceback" not in err
+    # One log line per request, with the status, the response size and the time taken.
+    assert re.search(r' 127\.0\.0\.1 "POST /api/separate" 200 \d+ \d+\.\d{3} s\n', err), err
+    assert err.count('"GET /api/info" 200') == 1
 
 
 def test_listen_socket_accepts_connections_before_the_server_runs() -> None:

@@ -106,7 +106,6 @@ def run(args: argparse.Namespace) -> int:
             f"serve needs the web extra ({exc.name} is missing); run `pip install 'tdanet[web]'`"
         ) from None
     from ..separate import Separator
-
     from ..web.settings import LOCAL_HOSTS
     from ..web.workdir import WorkDir
 
