@@ -198,3 +198,19 @@ def test_every_request_gets_one_log_line(server: str, caplog: pytest.LogCaptureF
     assert lines[0].endswith(" s")
     assert lines[1].startswith('127.0.0.1 "POST /api/separate" 415 ')
     assert lines[2].startswith('127.0.0.1 "GET /api/health" 400 ')
+
+
+def test_a_truncated_upload_is_separated_with_a_warning(server: str) -> None:
+    whole = audio_bytes(0.5)
+    cut = whole[: 44 + 2 * 4000]  # the header still declares 8000 frames
+    expected = (
+        "cut.wav: truncated: the header declares 8000 frames but the file holds 4000; "
+        "separated the frames found"
+    )
+    reply = post_file(server, cut, "cut.wav")
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["warnings"] == [expected]
+    assert reply.json()["input"]["duration_s"] == 0.25
+    zipped = post_file(server, cut, "cut.wav", {"format": "zip"})
+    assert zipped.headers["x-tdanet-warnings"] == expected
+    assert post_file(server, whole, "whole.wav").json()["warnings"] == []

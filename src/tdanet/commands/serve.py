@@ -142,9 +142,9 @@ def run(args: argparse.Namespace) -> int:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         access = logging.getLogger("tdanet.web.access")
+        level = access.level
         access.addHandler(handler)
         access.setLevel(logging.INFO)
-        access.propagate = False
         # Our access log has the response size and time; uvicorn's has neither.
         config = uvicorn.Config(
             app, log_level="info", timeout_graceful_shutdown=5, access_log=False
@@ -155,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             sock.close()
             access.removeHandler(handler)
+            access.setLevel(level)
     finally:
         work_dir.close()
     return 0 if server.started else 1

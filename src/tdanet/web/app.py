@@ -45,6 +45,8 @@ from .workdir import UPLOAD_PREFIX, WorkDir
 # One line per request: client, method, path, status, response bytes, seconds.
 ACCESS_LOG = logging.getLogger("tdanet.web.access")
 STATIC_DIR = Path(__file__).parent / "static"
+# Response header of a zip answer listing the warnings the JSON answer has in `warnings`.
+WARNING_HEADER = "X-Tdanet-Warnings"
 # The page loads nothing from elsewhere; audio players read blob: URLs made in the page.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; img-src 'self' data:; "
@@ -209,6 +211,10 @@ class SeparationResponse(BaseModel):
     sources: list[AudioTrack]
     mixture: AudioTrack | None = Field(
         default=None, description="the mono mixture, when `mixture=true`"
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="problems that did not stop the separation, e.g. a truncated file",
     )
 
 
@@ -413,15 +419,17 @@ def create_app(
                     )
                     # The upload is no longer needed: free the disk before encoding.
                     upload.unlink(missing_ok=True)
+                    warnings = upload_warnings(header, upload, name)
                     if format == "zip":
                         payload = await anyio.to_thread.run_sync(encode_zip, result, mixture)
-                        return Response(
-                            payload,
-                            media_type="application/zip",
-                            headers={"Content-Disposition": 'attachment; filename="separated.zip"'},
-                        )
+                        headers = {"Content-Disposition": 'attachment; filename="separated.zip"'}
+                        if warnings:
+                            # Header values are latin-1; the file name may not be.
+                            text = "; ".join(warnings)
+                            headers[WARNING_HEADER] = text.encode("ascii", "replace").decode()
+                        return Response(payload, media_type="application/zip", headers=headers)
                     body = await anyio.to_thread.run_sync(
-                        _json_body, result, header_info(header, name), model_name, mixture
+                        _json_body, result, header_info(header, name), model_name, mixture, warnings
                     )
                     return Response(body, media_type="application/json")
         except ClientDisconnect:
@@ -430,6 +438,13 @@ def create_app(
             upload.unlink(missing_ok=True)
 
     return app
+
+
+def upload_warnings(header: AudioInfo, path: Path, name: str) -> list[str]:
+    """Problems of the upload that did not stop it (a truncated WAV), naming the client's file."""
+    if header.truncation is None:
+        return []
+    return [f"{header.truncation.replace(str(path), name)}; separated the frames found"]
 
 
 def header_info(header: AudioInfo, name: str) -> InputInfo:
@@ -445,7 +460,11 @@ def header_info(header: AudioInfo, name: str) -> InputInfo:
 
 
 def _json_body(
-    result: Separated, input_info: InputInfo, model_name: str, include_mixture: bool
+    result: Separated,
+    input_info: InputInfo,
+    model_name: str,
+    include_mixture: bool,
+    warnings: list[str],
 ) -> bytes:
     """The :class:`SeparationResponse` as JSON bytes, built off the event loop (it is large)."""
 
@@ -462,5 +481,6 @@ def _json_body(
         input=input_info,
         sources=[track(source_name(i), s) for i, s in enumerate(result.sources)],
         mixture=track("mixture", result.mixture) if include_mixture else None,
+        warnings=warnings,
     )
     return response.model_dump_json().encode()
