@@ -187,12 +187,20 @@ def test_allowed_hosts_of_the_command_line() -> None:
     assert allowed_hosts("192.168.1.5", "", local) == (*local, "192.168.1.5")
 
 
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "tdanet.web.access"]
+
+
 def test_every_request_gets_one_log_line(server: str, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="tdanet.web.access"):
         httpx.get(f"{server}/api/health")
         post_file(server, b"not audio", "x.wav")
         httpx.get(f"{server}/api/health", headers={"Host": "evil.example"})
-    lines = [r.getMessage() for r in caplog.records if r.name == "tdanet.web.access"]
+        # The server logs a request after sending its answer: wait for the last line.
+        deadline = time.monotonic() + 10
+        while len(access_lines(caplog)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    lines = access_lines(caplog)
     assert len(lines) == 3, lines
     assert lines[0].startswith('127.0.0.1 "GET /api/health" 200 15 ')
     assert lines[0].endswith(" s")
