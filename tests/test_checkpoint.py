@@ -213,3 +213,58 @@ def test_lightning_checkpoint_without_config_says_what_to_load(tmp_path: Path) -
     torch.save({"pytorch-lightning_version": "2.2.0", "state_dict": state, "epoch": 1}, path)
     with pytest.raises(CheckpointError, match="load best.pt or last.pt"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"max_positions": 10**12}, "max_positions must be at most"),
+        ({"in_channels": 10**9}, "in_channels must be at most"),
+        ({"num_blocks": 10**7}, "num_blocks must be at most"),
+        ({"max_positions": 900_000, "in_channels": 512}, "max_positions \\* in_channels"),
+    ],
+)
+def test_hostile_config_ranges_are_refused_before_anything_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict, match: str
+) -> None:
+    path = save_checkpoint(TDANet(PRESETS["tdanet-tiny"]), tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["config"].update(change)
+    torch.save(payload, path)
+    monkeypatch.setattr("tdanet.checkpoint.TDANet", _never_built)
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(path)
+
+
+def _never_built(config: object) -> None:
+    raise AssertionError("a model was built from an invalid config")
+
+
+def test_config_that_does_not_match_the_weights_allocates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In range, but its widths (8192) would allocate gigabytes if built before the check.
+    path = save_checkpoint(TDANet(PRESETS["tdanet-tiny"]), tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["config"].update(in_channels=8192, out_channels=8192, max_positions=1000)
+    torch.save(payload, path)
+    built_on: list[str] = []
+
+    def record(config: object) -> TDANet:
+        built_on.append(torch.get_default_device().type)
+        return TDANet(config)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("tdanet.checkpoint.TDANet", record)
+    with pytest.raises(CheckpointError, match="has shape"):
+        load_checkpoint(path)
+    assert built_on == ["meta"]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_at_load(tmp_path: Path, bad: float) -> None:
+    model = TDANet(PRESETS["tdanet-tiny"])
+    with torch.no_grad():
+        model.decoder.weight[0, 0, 0] = bad
+    path = save_checkpoint(model, tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match="decoder.weight holds NaN or infinite"):
+        load_checkpoint(path)

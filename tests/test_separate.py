@@ -358,3 +358,62 @@ def test_separator_from_checkpoint_path_reports_progress(tmp_path: Path) -> None
     seen: list[float] = []
     separator.separate_file(tmp_path / "in.wav", tmp_path / "out", progress=seen.append)
     assert len(seen) >= 3 and seen == sorted(seen) and seen[-1] == pytest.approx(3.0)
+
+
+class NanAfterModel:
+    """Finite output for the first ``good_calls`` chunks, then NaN: a model that breaks."""
+
+    def __init__(self, good_calls: int) -> None:
+        self.config = PRESETS["tdanet-tiny"]
+        self.good_calls = good_calls
+        self.calls = 0
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        out = torch.stack([batch, 0.5 * batch], dim=1)
+        return out if self.calls <= self.good_calls else out * float("nan")
+
+
+def test_non_finite_model_output_fails_the_file_and_writes_nothing(tmp_path: Path) -> None:
+    signal = 0.1 * np.random.default_rng(0).standard_normal(3 * RATE).astype(np.float32)
+    sf.write(tmp_path / "in.wav", signal, RATE)
+    out = tmp_path / "out"
+    separator = Separator(NanAfterModel(2), chunk_seconds=1.0, overlap_seconds=0.25)
+    with pytest.raises(AudioContentError, match=r"in\.wav: the model's output at 1\.5 s is not"):
+        separator.separate_file(tmp_path / "in.wav", out)
+    assert list(out.iterdir()) == []
+    with pytest.raises(AudioContentError, match="not finite"):
+        Separator(NanAfterModel(0)).separate(signal, RATE)
+
+
+def test_huge_finite_input_that_overflows_the_model_is_refused(tmp_path: Path) -> None:
+    # +-3e38 is finite float32, but the model's arithmetic overflows to Inf and NaN.
+    huge = np.where(np.random.default_rng(0).random(RATE) > 0.5, 3e38, -3e38).astype(np.float32)
+    sf.write(tmp_path / "huge.wav", huge, RATE, subtype="FLOAT")
+    separator = Separator(randomize_(load_model("tdanet-tiny")))
+    with pytest.raises(AudioContentError, match=r"huge\.wav: .*not finite"):
+        separator.separate_file(tmp_path / "huge.wav", tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+    with pytest.raises(AudioContentError, match="not finite"):
+        separator.separate(huge, RATE)
+
+
+def test_a_new_run_removes_the_temporaries_a_killed_run_left(tmp_path: Path) -> None:
+    import os
+    import time
+
+    sf.write(tmp_path / "a.wav", 0.1 * np.random.default_rng(0).standard_normal(RATE), RATE)
+    out = tmp_path / "out"
+    out.mkdir()
+    old = time.time() - 3600
+    stale = [out / ".a_spk1.wav.0123abcd.tmp", out / ".a_spk2.wav.deadbeef.tmp"]
+    fresh = out / ".a_spk1.wav.89abcdef.tmp"  # another run may be writing it right now
+    others = [out / ".b_spk1.wav.0123abcd.tmp", out / ".a_spk1.wav.notmine.tmp", out / "x.tmp"]
+    for path in [*stale, fresh, *others]:
+        path.write_bytes(b"partial")
+        if path is not fresh:
+            os.utime(path, (old, old))
+    Separator("tdanet-tiny").separate_file(tmp_path / "a.wav", out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["a_spk1.wav", "a_spk2.wav", fresh.name, *(p.name for p in others)]
+    )

@@ -28,6 +28,7 @@ import glob
 import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -38,7 +39,7 @@ import soundfile as sf
 import soxr
 
 from .atomic import replaced_on_success, temporary_path
-from .errors import AudioContentError, AudioReadError, AudioWriteError
+from .errors import AudioContentError, AudioError, AudioReadError, AudioWriteError
 
 # File name endings of common audio and video files (case-insensitive); used only to pick
 # the recordings out of a folder. A file named explicitly is read whatever its name.
@@ -109,15 +110,20 @@ DEFAULT_BLOCK_FRAMES = 48_000
 RESAMPLE_QUALITY = "HQ"
 
 
+class TruncatedAudioWarning(UserWarning):
+    """A file holds fewer frames than its header declares; what is there is used."""
+
+
 @dataclass(frozen=True)
 class AudioInfo:
-    """What a file's header says: ``frames`` per channel at ``sample_rate``.
+    """What a file holds: ``frames`` per channel at ``sample_rate``.
 
     ``decoder`` is ``"libsndfile"`` or ``"ffmpeg"``. For ffmpeg, ``format`` is the
     container and ``subtype`` the codec; ``frames`` is exact only if ``exact_frames``
     (otherwise the container's duration estimate, 0 when it states none: decode to count).
     ``stream`` is the audio stream described (from 0) and ``streams`` one line per audio
-    stream of the file.
+    stream of the file. ``header_frames`` is what a WAV header declares when that is more
+    than the file holds (libsndfile then reports only the frames present), else ``None``.
     """
 
     path: Path
@@ -130,11 +136,22 @@ class AudioInfo:
     exact_frames: bool = True
     stream: int = 0
     streams: tuple[str, ...] = ()
+    header_frames: int | None = None
 
     @property
     def duration(self) -> float:
         """Length in seconds."""
         return self.frames / self.sample_rate
+
+    @property
+    def truncation(self) -> str | None:
+        """One line saying the file is truncated (frames found and expected), or ``None``."""
+        if self.header_frames is None:
+            return None
+        return (
+            f"{self.path}: truncated: the header declares {self.header_frames} frames but the "
+            f"file holds {self.frames}"
+        )
 
 
 def audio_info(path: str | os.PathLike[str], stream: int = 0) -> AudioInfo:
@@ -154,15 +171,46 @@ def audio_info(path: str | os.PathLike[str], stream: int = 0) -> AudioInfo:
         raise AudioReadError(
             f"{file}: has 1 audio stream, no stream {stream} (streams count from 0)"
         )
+    frames = int(info.frames)
+    declared = wav_header_frames(file) if info.format == "WAV" else None
     return AudioInfo(
         file,
         int(info.samplerate),
         int(info.channels),
-        int(info.frames),
+        frames,
         info.format,
         info.subtype,
         streams=(f"0: {info.subtype_info}, {info.channels} ch, {info.samplerate} Hz",),
+        header_frames=declared if declared is not None and declared > frames else None,
     )
+
+
+def wav_header_frames(path: Path) -> int | None:
+    """Frames a RIFF/WAVE header declares (data chunk size / block align), if it says."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block_align = 0
+            for _ in range(64):  # a few chunks precede the data; never walk a hostile file far
+                chunk = handle.read(8)
+                if len(chunk) < 8:
+                    return None
+                size = int.from_bytes(chunk[4:8], "little")
+                if chunk[:4] == b"fmt ":
+                    fmt = handle.read(size + (size & 1))
+                    block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else 0
+                elif chunk[:4] == b"data":
+                    # 0xFFFFFFFF: a stream whose length was never written.
+                    if block_align == 0 or size == 0xFFFFFFFF:
+                        return None
+                    return size // block_align
+                else:
+                    handle.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return None
+    return None
 
 
 def read_blocks(
@@ -215,6 +263,49 @@ def load_audio(path: str | os.PathLike[str], stream: int = 0) -> tuple[np.ndarra
     data = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
     check_finite(data, info.path)
     return np.ascontiguousarray(data.T), info.sample_rate
+
+
+def check_audio_file(path: str | os.PathLike[str]) -> AudioInfo:
+    """Decode a whole file block by block and return its info if every sample is usable.
+
+    Raises :class:`AudioReadError` if it cannot be opened or decoded, or holds fewer frames
+    than its header declares, and :class:`AudioContentError` for NaN or infinite samples.
+    Memory stays bounded by one block.
+    """
+    info = audio_info(path)
+    if info.truncation is not None:
+        raise AudioReadError(info.truncation)
+    decoded = 0
+    for block in read_blocks(info):
+        check_finite(block, info.path)
+        decoded += block.shape[0]
+    if info.exact_frames and decoded < info.frames:
+        raise AudioReadError(
+            f"{info.path}: truncated: the header declares {info.frames} frames but only "
+            f"{decoded} decode"
+        )
+    return info
+
+
+def find_unusable(paths: Iterable[Path], workers: int | None = None) -> dict[Path, str]:
+    """Each file of ``paths`` that :func:`check_audio_file` refuses, with its one-line reason.
+
+    Files are decoded in ``workers`` threads (default: one per core, at most 8); libsndfile
+    releases the GIL while decoding.
+    """
+    unique = list(dict.fromkeys(paths))
+    workers = workers or min(8, os.cpu_count() or 1)
+
+    def problem(path: Path) -> str | None:
+        try:
+            check_audio_file(path)
+        except AudioError as exc:
+            return str(exc)
+        return None
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        reasons = list(pool.map(problem, unique))
+    return {path: reason for path, reason in zip(unique, reasons, strict=True) if reason}
 
 
 def is_audio_file(path: Path) -> bool:

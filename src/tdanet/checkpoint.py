@@ -160,9 +160,13 @@ def check_position_table(table: torch.Tensor, channels: int, source: str) -> Non
 def build_model(
     config: TDANetConfig, state: dict[str, torch.Tensor], source: str = "checkpoint"
 ) -> TDANet:
-    """A TDANet with exactly these weights (strict names and shapes), in eval mode."""
-    model = TDANet(config)
-    expected = model.state_dict()
+    """A TDANet with exactly these weights (strict names and shapes, all finite), in eval mode.
+
+    Names, shapes and values are checked against a shapes-only ("meta") model before the
+    real one is built, so a config that does not match its weights allocates nothing.
+    """
+    with torch.device("meta"):
+        expected = TDANet(config).state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -180,6 +184,12 @@ def build_model(
             )
         if not tensor.is_floating_point():
             raise CheckpointError(f"{source}: weight {name} is not floating point")
+        if not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"{source}: weight {name} holds NaN or infinite values; the model is broken "
+                "(a diverged training run?); use another checkpoint"
+            )
+    model = TDANet(config)
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model.eval()
 

@@ -17,6 +17,10 @@ class ConfigError(TDANetError, ValueError):
     """A training recipe or override that is invalid: unknown keys, wrong types or values."""
 
 
+class TrainingError(TDANetError):
+    """A training run that cannot go on: its loss or its weights are no longer finite."""
+
+
 class AudioError(TDANetError, ValueError):
     """An audio input or output that cannot be used; the message names the file."""
 

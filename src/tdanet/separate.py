@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import math
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +34,7 @@ import torch
 from torch import nn
 
 from . import audio
+from .atomic import remove_stale_temporaries
 from .errors import AudioContentError, AudioWriteError, CheckpointError
 from .fast import optimize_for_inference
 from .model import TDANetConfig
@@ -168,17 +171,30 @@ def separate_blocks(
     *,
     chunk: int,
     overlap: int,
+    name: str = "input",
+    sample_rate: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Separate a mono stream chunk by chunk: yields (C, m) float32 blocks of final output.
 
     ``blocks`` are 1-D float32 at the model's rate; the yielded blocks concatenated have the
     same total length. For an input of at most ``chunk`` samples this is one model call,
-    scaled by :func:`least_squares_gains`.
+    scaled by :func:`least_squares_gains`. A chunk whose scaled output is not finite raises
+    :class:`AudioContentError` naming ``name`` (and the chunk's start time, given the
+    blocks' ``sample_rate``).
     """
     joiner = OverlapAdd(overlap)
+    start = 0
     for samples, last in iter_chunks(blocks, chunk, overlap):
         estimates = separate_chunk(samples)
         estimates = estimates * least_squares_gains(estimates, samples)[:, np.newaxis]
+        if not np.isfinite(estimates).all():
+            where = f" at {start / sample_rate:.1f} s" if sample_rate else ""
+            raise AudioContentError(
+                f"{name}: the model's output{where} is not finite (NaN or Inf); "
+                f"input peak {float(np.abs(samples).max()):.3g}: bring the input into "
+                "[-1, 1] or use another model; nothing was written"
+            )
+        start += chunk - overlap
         yield joiner.push(estimates, last)
 
 
@@ -280,13 +296,20 @@ class Separator:
             )
         at_model_rate = audio.resample(mono, sample_rate, self.sample_rate)
         blocks = separate_blocks(
-            self.separate_chunk, [at_model_rate], chunk=self.chunk, overlap=self.overlap
+            self.separate_chunk,
+            [at_model_rate],
+            chunk=self.chunk,
+            overlap=self.overlap,
+            name=name,
+            sample_rate=self.sample_rate,
         )
         sources = np.concatenate(list(blocks), axis=1)
         sources = audio.fit_length(
             audio.resample(sources, self.sample_rate, sample_rate), mono.shape[0]
         )
-        sources = sources * np.float32(peak_limit_gain(float(np.abs(sources).max())))
+        peak = float(np.abs(sources).max())
+        _check_output_peak(peak, name)
+        sources = sources * np.float32(peak_limit_gain(peak))
         if isinstance(waveform, torch.Tensor):
             return torch.from_numpy(np.ascontiguousarray(sources)).to(waveform.device)
         return np.ascontiguousarray(sources, np.float32)
@@ -312,16 +335,27 @@ class Separator:
         passes with memory bounded by the chunk size: pass 1 streams the file through the
         model into a float32 scratch file in ``out_dir`` and records the output peak; pass 2
         applies :func:`peak_limit_gain` and writes the outputs under temporary names, renamed
-        when all are complete. Existing outputs are refused unless ``overwrite``.
-        ``progress`` is called with the seconds of input read so far. Returns the written
-        paths.
+        when all are complete. Existing outputs are refused unless ``overwrite``. Temporary
+        outputs that a killed run left for these names are removed
+        (:func:`tdanet.atomic.remove_stale_temporaries`). A WAV file shorter than its header
+        says is separated as far as it goes, with a
+        :class:`tdanet.audio.TruncatedAudioWarning`. ``progress`` is called with the seconds
+        of input read so far. Returns the written paths.
         """
         reader = audio.MonoReader(path, self.sample_rate, stream=stream)
         info = reader.info
+        if info.truncation is not None:
+            warnings.warn(
+                f"{info.truncation}; separating the frames found",
+                audio.TruncatedAudioWarning,
+                stacklevel=2,
+            )
         if info.exact_frames:
             self.check_length(str(info.path), info.frames, info.sample_rate)
         outputs = output_paths(info.path, out_dir, self.num_sources, audio_format)
         audio.check_writable(outputs, overwrite=overwrite)
+        for output in outputs:
+            remove_stale_temporaries(output)
         try:
             # Opened apart from the `with` below so that only its own OSError is reported so.
             scratch = tempfile.TemporaryFile(  # noqa: SIM115
@@ -371,7 +405,12 @@ class Separator:
         )
         peak = 0.0
         for sources in separate_blocks(
-            self.separate_chunk, self._checked(reader), chunk=self.chunk, overlap=self.overlap
+            self.separate_chunk,
+            self._checked(reader),
+            chunk=self.chunk,
+            overlap=self.overlap,
+            name=str(reader.info.path),
+            sample_rate=self.sample_rate,
         ):
             block = np.ascontiguousarray(sources.T)
             if back is not None:
@@ -411,15 +450,26 @@ class Separator:
             )
 
 
+def _check_output_peak(peak: float, name: str) -> None:
+    """Refuse output that resampling (or anything after the per-chunk check) made non-finite."""
+    if not math.isfinite(peak):
+        raise AudioContentError(
+            f"{name}: the separated output is not finite (NaN or Inf); bring the input into "
+            "[-1, 1] or use another model; nothing was written"
+        )
+
+
 def _write_scratch(scratch: Any, block: np.ndarray, name: Path) -> float:
-    """Append (frames, C) float32 to the scratch file; returns the block's peak."""
+    """Append (frames, C) float32 to the scratch file; returns the block's peak (finite)."""
     if not block.size:
         return 0.0
+    peak = float(np.abs(block).max())
+    _check_output_peak(peak, str(name))
     try:
         scratch.write(np.ascontiguousarray(block, np.float32).tobytes())
     except OSError as exc:
         raise AudioWriteError(f"{name}: cannot write the scratch file ({exc.strerror})") from None
-    return float(np.abs(block).max())
+    return peak
 
 
 def load_separation_model(

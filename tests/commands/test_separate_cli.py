@@ -234,3 +234,25 @@ def test_stream_and_output_format_options(
         assert seeded([*args, *bad]) == 1
         err = capsys.readouterr().err
         assert message in err and err.count("error:") == 1
+
+
+def test_truncated_wav_is_separated_with_a_warning_naming_the_frames(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, speech_like(1.0, 16000), 16000)
+    data = whole.read_bytes()
+    # A recording cut short by a crash or a partial copy: the header still says 16000 frames.
+    cut = tmp_path / "in" / "cut.wav"
+    cut.parent.mkdir()
+    cut.write_bytes(data[: 44 + 2 * 9000])
+    assert main(["separate", str(cut), "-o", str(tmp_path / "out"), "--quiet", *MODEL]) == 0
+    err = capsys.readouterr().err
+    assert (
+        f"tdanet separate: warning: {cut}: truncated: the header declares 16000 frames but the "
+        "file holds 9000; separating the frames found"
+    ) in err
+    assert sf.info(tmp_path / "out" / "cut_spk1.wav").frames == 9000
+    capsys.readouterr()
+    assert main(["separate", str(whole), "-o", str(tmp_path / "out"), "--quiet", *MODEL]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -64,6 +64,8 @@ def test_health_and_info_report_model_and_limits(server: str) -> None:
         "max_duration_s": MAX_DURATION_S,
         "max_concurrent": 1,
         "max_queue": 2,
+        "max_uploads": 8,
+        "upload_timeout_s": 120.0,
     }
     assert info["requests_in_progress"] == 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import socket
@@ -66,7 +67,11 @@ def test_serve_prints_its_url_answers_and_stops_on_interrupt(tmp_path: Path) -> 
         process.wait(timeout=30)
     # Interrupted by Ctrl-C: the conventional 130, after a clean shutdown.
     assert process.returncode == 130
-    assert "Traceback" not in (process.stderr.read() if process.stderr else "")
+    err = process.stderr.read() if process.stderr else ""
+    assert "Traceback" not in err
+    # One log line per request, with the status, the response size and the time taken.
+    assert re.search(r' 127\.0\.0\.1 "POST /api/separate" 200 \d+ \d+\.\d{3} s\n', err), err
+    assert err.count('"GET /api/info" 200') == 1
 
 
 def test_listen_socket_accepts_connections_before_the_server_runs() -> None:
@@ -96,7 +101,15 @@ def test_serve_reports_a_busy_port_in_one_line(capsys: pytest.CaptureFixture[str
     ("args", "message"),
     [
         (["--max-queue", "-1"], "queue length must be 0 or more, got -1"),
-        (["--max-upload-mb", "0"], "--max-upload-mb must be positive, got 0.0"),
+        (["--max-upload-mb", "0"], "--max-upload-mb must be a number in (0, 1048576], got 0.0"),
+        (["--max-upload-mb", "nan"], "--max-upload-mb must be a number in (0, 1048576], got nan"),
+        (["--max-upload-mb", "inf"], "--max-upload-mb must be a number in (0, 1048576], got inf"),
+        (["--max-upload-mb", "1e400"], "--max-upload-mb must be a number in (0, 1048576], got inf"),
+        (["--port", "70000"], "--port must be in 0..65535 (0 picks a free one), got 70000"),
+        (["--port", "-1"], "--port must be in 0..65535"),
+        (["--work-dir", "/proc/1/x"], "/proc/1/x: cannot create the working folder"),
+        (["--upload-timeout", "nan"], "upload time limit must be a positive number"),
+        (["--max-uploads", "0"], "concurrent uploads must be at least 1, got 0"),
         (["--model", "missing.pt"], "missing.pt: no such file, preset or hub name"),
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
                 disable=args.quiet or None,
                 leave=False,
             )
-            with bar:
+            with bar, warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", audio.TruncatedAudioWarning)
                 outputs = separator.separate_file(
                     item.path,
                     out_dir,
@@ -156,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
                     stream=args.stream,
                     progress=_updater(bar),
                 )
+            for warning in caught:
+                tqdm.write(f"tdanet separate: warning: {warning.message}", file=sys.stderr)
         except TDANetError as exc:
             _error(str(exc))
             failed += 1

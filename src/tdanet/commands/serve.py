@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import math
 import socket
+import sys
 from pathlib import Path
 
 from ..errors import TDANetError
 
 HELP = "run the web app and HTTP API for separation"
+# Largest --max-upload-mb: 1 TiB.
+MAX_UPLOAD_MB = 1024 * 1024
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +46,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--work-dir",
         type=Path,
         default=None,
-        help="the only folder uploads are written to (default: a new temporary folder)",
+        help="the only folder uploads are written to, locked while the server runs "
+        "(default: a new temporary folder)",
+    )
+    parser.add_argument(
+        "--max-uploads", type=int, default=8, help="uploads received at once; more get 503"
+    )
+    parser.add_argument(
+        "--upload-timeout",
+        type=float,
+        default=120.0,
+        help="seconds an upload may take; slower ones get 408",
+    )
+    parser.add_argument(
+        "--allowed-hosts",
+        default="",
+        metavar="NAMES",
+        help="comma-separated host names the server answers besides localhost, 127.0.0.1, "
+        "::1 and the --host address; * allows any (needed behind a proxy or for LAN names)",
     )
 
 
@@ -84,10 +106,16 @@ def run(args: argparse.Namespace) -> int:
             f"serve needs the web extra ({exc.name} is missing); run `pip install 'tdanet[web]'`"
         ) from None
     from ..separate import Separator
+    from ..web.settings import LOCAL_HOSTS
+    from ..web.workdir import WorkDir
 
     model = args.model or DEFAULT_MODEL
-    if args.max_upload_mb <= 0:
-        raise TDANetError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    if not (math.isfinite(args.max_upload_mb) and 0 < args.max_upload_mb <= MAX_UPLOAD_MB):
+        raise TDANetError(
+            f"--max-upload-mb must be a number in (0, {MAX_UPLOAD_MB}], got {args.max_upload_mb}"
+        )
+    if not 0 <= args.port <= 65535:
+        raise TDANetError(f"--port must be in 0..65535 (0 picks a free one), got {args.port}")
     settings = WebSettings(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_duration_s=args.max_duration,
@@ -95,20 +123,48 @@ def run(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         work_dir=args.work_dir,
         model_name=model,
+        max_uploads=args.max_uploads,
+        upload_timeout_s=args.upload_timeout,
+        allowed_hosts=allowed_hosts(args.host, args.allowed_hosts, LOCAL_HOSTS),
     )
     if args.threads is not None:
         import torch
 
         torch.set_num_threads(max(1, args.threads))
-    separator = Separator(model=model, device=args.device)
-    app = create_app(separator, settings)
-    sock = listen_socket(args.host, args.port)
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    print(f"tdanet serve: http://{shown}:{port}/ (model {model}; Ctrl-C to stop)", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5))
+    work_dir = WorkDir(args.work_dir)
     try:
-        server.run(sockets=[sock])
+        separator = Separator(model=model, device=args.device)
+        app = create_app(separator, settings, work_dir)
+        sock = listen_socket(args.host, args.port)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"tdanet serve: http://{shown}:{port}/ (model {model}; Ctrl-C to stop)", flush=True)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        access = logging.getLogger("tdanet.web.access")
+        level = access.level
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+        # Our access log has the response size and time; uvicorn's has neither.
+        config = uvicorn.Config(
+            app, log_level="info", timeout_graceful_shutdown=5, access_log=False
+        )
+        server = uvicorn.Server(config)
+        try:
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
+            access.removeHandler(handler)
+            access.setLevel(level)
     finally:
-        sock.close()
+        work_dir.close()
     return 0 if server.started else 1
+
+
+def allowed_hosts(host: str, extra: str, local: tuple[str, ...]) -> tuple[str, ...]:
+    """The local names, the listening address unless it is a wildcard, and ``extra``'s names."""
+    names = list(local)
+    if host not in ("", "0.0.0.0", "::"):
+        names.append(host)
+    names.extend(name.strip() for name in extra.split(",") if name.strip())
+    return tuple(dict.fromkeys(names))

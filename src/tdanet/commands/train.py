@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "train or fine-tune a model from a recipe (PyTorch Lightning)"
 
@@ -26,12 +27,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import TrainingError
     from ..train import load_recipe, train
 
     recipe = load_recipe(args.recipe, args.overrides)
     result = train(recipe, resume=args.resume_from or ("auto" if args.resume else None))
     if not result.global_zero:
         return 0
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} unusable data file(s):", file=sys.stderr)
+        for line in result.skipped:
+            print(f"  {line}", file=sys.stderr)
+    if not result.best.is_file():
+        raise TrainingError(
+            "the run ended before its first validation, so it wrote no checkpoint; raise "
+            "trainer.max_time or trainer.max_epochs"
+        )
     print(f"best validation loss: {result.best_val_loss:.3f} (negative SI-SNR, dB)")
     print(f"checkpoints: {result.best} (best), {result.last} (last)")
     return 0

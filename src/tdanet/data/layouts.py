@@ -142,6 +142,16 @@ class SeparationFolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor, str]]):
                 raise DataError(f"{path}: {src_frames} samples but its mixture has {frames}")
         return frames
 
+    def item_files(self, name: str) -> list[Path]:
+        """The mixture file and the source files of mixture ``name``."""
+        return [self.mix_dir / name, *(folder / name for folder in self.source_dirs)]
+
+    def drop(self, names: set[str]) -> None:
+        """Remove these mixtures (e.g. with unusable audio); a :class:`DataError` if none is left."""
+        self.items = [item for item in self.items if item[0] not in names]
+        if not self.items:
+            raise DataError(f"{self.mix_dir}: no usable mixtures are left")
+
     def __len__(self) -> int:
         return len(self.items)
 

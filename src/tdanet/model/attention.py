@@ -37,7 +37,13 @@ class PositionalEncoding(nn.Module):
     def __init__(self, channels: int, max_positions: int) -> None:
         super().__init__()
         self.channels = channels
-        self.register_buffer("pe", sinusoid_table(max_positions, channels)[None], persistent=False)
+        # A shapes-only model (checkpoint checks build one) needs no values, and arange on
+        # the meta device costs a second the first time.
+        if torch.get_default_device().type == "meta":
+            table = torch.empty(1, max_positions, channels)
+        else:
+            table = sinusoid_table(max_positions, channels)[None]
+        self.register_buffer("pe", table, persistent=False)
 
     def forward(self, length: int) -> torch.Tensor:
         """-> (1, length, channels) table rows for positions 0..length-1."""

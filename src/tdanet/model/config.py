@@ -8,6 +8,21 @@ from typing import Any, Literal
 
 AttentionMode = Literal["frame", "sequence"]
 ATTENTION_MODES: tuple[str, ...] = ("frame", "sequence")
+# Upper bounds, far above any published model, so that a hostile or corrupt config is refused
+# before it can allocate (widths, position table) or run (unfoldings) without end.
+MAX_VALUES: dict[str, int] = {
+    "out_channels": 8192,
+    "in_channels": 8192,
+    "num_blocks": 256,
+    "upsampling_depth": 16,
+    "enc_kernel_size": 1000,
+    "num_sources": 16,
+    "sample_rate": 768_000,
+    "num_heads": 1024,
+    "max_positions": 1_000_000,
+}
+# Largest position table (max_positions * in_channels floats): 256 MiB; the release's is 20 MB.
+MAX_POSITION_TABLE = 2**26
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,16 @@ class TDANetConfig:
         if not isinstance(self.upsampling_depth, int) or self.upsampling_depth < 2:
             raise ValueError(
                 f"config: upsampling_depth must be an integer >= 2, got {self.upsampling_depth!r}"
+            )
+        for name, limit in MAX_VALUES.items():
+            if getattr(self, name) > limit:
+                raise ValueError(
+                    f"config: {name} must be at most {limit}, got {getattr(self, name)}"
+                )
+        if self.max_positions * self.in_channels > MAX_POSITION_TABLE:
+            raise ValueError(
+                f"config: max_positions * in_channels must be at most {MAX_POSITION_TABLE}, got "
+                f"{self.max_positions} * {self.in_channels}"
             )
         if self.attention not in ATTENTION_MODES:
             raise ValueError(

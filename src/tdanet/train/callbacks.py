@@ -8,14 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, TQDMProgressBar
 
 from ..checkpoint import save_checkpoint
+from ..errors import TrainingError
 from ..model import TDANet
 
 
 class PackageCheckpoint(L.Callback):
     """After each validation, write ``last.pt`` and, when the loss improved, ``best.pt``.
+
+    A validation loss or a weight that is not finite stops the run with a
+    :class:`~tdanet.errors.TrainingError` instead of writing a broken checkpoint.
 
     The files load with :func:`tdanet.load_model`; their metadata holds the epoch, step,
     validation loss and SI-SNRi, and the recipe. The best loss so far is part of the
@@ -34,6 +39,18 @@ class PackageCheckpoint(L.Callback):
         if "val_loss" not in metrics:
             return
         loss = float(metrics["val_loss"])
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"the validation loss is {loss} at epoch {trainer.current_epoch}; the run stops "
+                "without writing a checkpoint: check the validation data, or lower optim.lr"
+            )
+        model = pl_module.model
+        assert isinstance(model, TDANet)
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise TrainingError(
+                f"the weights hold NaN or Inf at epoch {trainer.current_epoch}; the run stops "
+                "without writing a checkpoint: lower optim.lr or optim.grad_clip"
+            )
         improved = loss < self.best
         if improved:
             self.best = loss
@@ -46,8 +63,6 @@ class PackageCheckpoint(L.Callback):
             "val_si_snri": float(metrics.get("val_si_snri", math.nan)),
             "recipe": self.recipe,
         }
-        model = pl_module.model
-        assert isinstance(model, TDANet)
         save_checkpoint(model, self.directory / "last.pt", metadata)
         if improved:
             save_checkpoint(model, self.directory / "best.pt", metadata)

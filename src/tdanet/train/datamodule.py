@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +11,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.layouts import DEFAULT_SPLITS, layout_dataset
+from ..audio import find_unusable
+from ..data.layouts import DEFAULT_SPLITS, SeparationFolderDataset, layout_dataset
 from ..data.mixing import DynamicMixDataset, MixingConfig, MixtureDrawer
 from ..data.sampling import EpochSampler
 from ..data.sources import Utterance, index_noise, index_sources, split_speakers
+from ..errors import DataError
 from .recipe import DataSection
 
 Item = tuple[torch.Tensor, torch.Tensor, str]
@@ -29,6 +31,8 @@ class TrainingData:
     train: Dataset[Item]
     valid: Dataset[Item]
     speaker_splits: dict[str, list[str]] | None = None
+    # One line per file left out because it is unreadable, truncated or holds NaN/Inf.
+    skipped: list[str] = field(default_factory=list)
 
 
 def mixing_config(data: DataSection, segment: float | None, augment: bool) -> MixingConfig:
@@ -65,12 +69,32 @@ def split_noise(noises: list[Utterance], seed: int) -> dict[str, list[Utterance]
     return {"valid": picked[:held], "test": picked[held : 2 * held], "train": picked[2 * held :]}
 
 
+def usable_utterances(utterances: list[Utterance], skipped: list[str]) -> list[Utterance]:
+    """The utterances whose whole file decodes to finite samples; the others go to ``skipped``."""
+    problems = find_unusable([u.path for u in utterances])
+    skipped.extend(problems.values())
+    return [u for u in utterances if u.path not in problems]
+
+
+def drop_unusable_items(dataset: SeparationFolderDataset, skipped: list[str]) -> None:
+    """Remove the mixtures of which any file (mixture or source) is unusable."""
+    files = {name: dataset.item_files(name) for name, _ in dataset.items}
+    problems = find_unusable(path for paths in files.values() for path in paths)
+    skipped.extend(problems.values())
+    dataset.drop({name for name, paths in files.items() if any(p in problems for p in paths)})
+
+
 def speaker_split_sources(
-    data: DataSection, seed: int
+    data: DataSection, seed: int, skipped: list[str]
 ) -> tuple[dict[str, list[Utterance]], dict[str, list[str]], dict[str, list[Utterance]] | None]:
-    """Utterances per split, speakers per split, and noise per split (or None)."""
+    """Utterances per split, speakers per split, and noise per split (or None).
+
+    Files that do not decode to finite samples are left out, each with a line in ``skipped``.
+    """
     assert data.root is not None
-    utterances = index_sources(data.root)
+    utterances = usable_utterances(index_sources(data.root), skipped)
+    if not utterances:
+        raise DataError(f"{data.root}: no usable recordings are left")
     speakers = sorted({u.speaker for u in utterances})
     splits = split_speakers(
         speakers,
@@ -88,15 +112,23 @@ def speaker_split_sources(
             by_split[split_of[utterance.speaker]].append(utterance)
     noise = None
     if data.noise_root is not None:
-        noise = split_noise(index_noise(Path(data.noise_root).expanduser()), seed)
+        noises = usable_utterances(index_noise(Path(data.noise_root).expanduser()), skipped)
+        if not noises:
+            raise DataError(f"{data.noise_root}: no usable noise recordings are left")
+        noise = split_noise(noises, seed)
     return by_split, splits, noise
 
 
 def build_training_data(data: DataSection, seed: int) -> TrainingData:
-    """Index and check the recipe's data; every data error is raised here."""
+    """Index and check the recipe's data; every data error is raised here.
+
+    Every file is decoded once: files that are unreadable, truncated or hold NaN/Inf are
+    left out (with their mixtures), each listed in :attr:`TrainingData.skipped`.
+    """
     assert data.root is not None
+    skipped: list[str] = []
     if data.kind == "speakers":
-        by_split, splits, noise = speaker_split_sources(data, seed)
+        by_split, splits, noise = speaker_split_sources(data, seed, skipped)
         train = DynamicMixDataset(
             MixtureDrawer(
                 by_split["train"],
@@ -118,7 +150,7 @@ def build_training_data(data: DataSection, seed: int) -> TrainingData:
             VALID_STREAM,
             fixed=True,
         )
-        return TrainingData(train, valid, splits)
+        return TrainingData(train, valid, splits, skipped)
     root = Path(data.root).expanduser()
     defaults = DEFAULT_SPLITS[data.kind]
     common: dict[str, Any] = {
@@ -134,7 +166,9 @@ def build_training_data(data: DataSection, seed: int) -> TrainingData:
     valid_set = layout_dataset(
         data.kind, root, data.valid_split or defaults["valid"], segment=data.valid_segment, **common
     )
-    return TrainingData(train_set, valid_set)
+    for dataset in (train_set, valid_set):
+        drop_unusable_items(dataset, skipped)
+    return TrainingData(train_set, valid_set, skipped=skipped)
 
 
 def collate(items: list[Item]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import LIGHTNING_CONFIG_KEY
+from ..errors import TrainingError
 from ..losses import pit_neg_si_snr, pit_si_snr, si_snr
 from ..model import TDANet
 from .recipe import OptimSection
@@ -46,6 +47,12 @@ class SeparationModule(L.LightningModule):
         mixture, sources, _ = batch
         # Scores in float32 even under mixed precision (sums of squares overflow in fp16).
         loss = pit_neg_si_snr(self.model(mixture).float(), sources)
+        if not bool(torch.isfinite(loss)):
+            raise TrainingError(
+                f"the training loss is {float(loss.detach())} at step {self.global_step} (batch "
+                f"{', '.join(batch[2])}); the run stops before any weight becomes NaN: check "
+                "that data, or lower optim.lr"
+            )
         self.log(
             "train_loss",
             loss,

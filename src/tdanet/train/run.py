@@ -9,7 +9,8 @@ callback state) and ``logs/`` (CSV and TensorBoard).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..model import PRESETS, TDANet
 from ..pretrained import load_model
 from .recipe import Recipe
 
+LOG = logging.getLogger(__name__)
 RESUME_FILE = "resume"
 # The top level's LA module gets no gradient (docs/architecture.md), so DDP must allow it.
 DDP_STRATEGY = "ddp_find_unused_parameters_true"
@@ -27,7 +29,8 @@ DDP_STRATEGY = "ddp_find_unused_parameters_true"
 
 @dataclass
 class TrainResult:
-    """Where a run left its files, its best validation loss, and the trained network."""
+    """Where a run left its files, its best validation loss, the trained network, and one
+    line per data file left out as unusable."""
 
     output_dir: Path
     best: Path
@@ -36,6 +39,7 @@ class TrainResult:
     global_zero: bool
     model: TDANet
     global_step: int
+    skipped: list[str] = field(default_factory=list)
 
 
 def build_model(recipe: Recipe) -> TDANet:
@@ -138,6 +142,8 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
         raise ConfigError(f"trainer.loggers: unknown logger {unknown[0]!r}; use csv, tensorboard")
     L.seed_everything(recipe.seed, workers=True, verbose=False)
     data = build_training_data(recipe.data, recipe.seed)
+    for line in data.skipped:
+        LOG.warning("skipped: %s", line)
     model = build_model(recipe)
     rank_zero_only(write_run_files)(output, recipe, data.speaker_splits)
 
@@ -201,6 +207,7 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
         trainer.is_global_zero,
         module.model,
         trainer.global_step,
+        data.skipped,
     )
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
+import logging
 import os
-import re
 import secrets
-import shutil
-import tempfile
+import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,11 +41,13 @@ from .service import (
 )
 from .settings import WebSettings
 from .uploads import FILE_FIELD, receive_upload
+from .workdir import UPLOAD_PREFIX, WorkDir
 
+# One line per request: client, method, path, status, response bytes, seconds.
+ACCESS_LOG = logging.getLogger("tdanet.web.access")
 STATIC_DIR = Path(__file__).parent / "static"
-# Uploads in the working folder are named with this prefix and a random token.
-UPLOAD_PREFIX = "upload-"
-UPLOAD_NAME = re.compile(rf"{UPLOAD_PREFIX}[0-9a-f]{{32}}")
+# Response header of a zip answer listing the warnings the JSON answer has in `warnings`.
+WARNING_HEADER = "X-Tdanet-Warnings"
 # The page loads nothing from elsewhere; audio players read blob: URLs made in the page.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; img-src 'self' data:; "
@@ -77,6 +78,82 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def host_name(header: str) -> str:
+    """The host name of a ``Host`` header: port, IPv6 brackets and a final dot removed."""
+    host = header.strip().lower()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+class AllowedHosts:
+    """ASGI middleware answering 400 to requests whose ``Host`` is not an allowed name.
+
+    A web page on another site can make a browser send requests to a local server by
+    pointing its own name at 127.0.0.1 (DNS rebinding); such requests carry that other
+    name in ``Host`` and are refused here.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: tuple[str, ...]) -> None:
+        self.app = app
+        self.allowed = {host_name(name) for name in allowed}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or "*" in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        header = headers.get(b"host", b"").decode("latin-1")
+        if host_name(header) in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        detail = (
+            f"host {header[:100]!r} is not served here; start the server with "
+            "--allowed-hosts NAME to allow a host name"
+        )
+        body = ErrorResponse(error="invalid_host", detail=detail).model_dump()
+        await JSONResponse(body, status_code=400)(scope, receive, send)
+
+
+class AccessLog:
+    """ASGI middleware logging one line per HTTP request to :data:`ACCESS_LOG`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 0
+        size = 0
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status, size
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                size += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            client = scope.get("client")
+            ACCESS_LOG.info(
+                '%s "%s %s" %s %d %.3f s',
+                client[0] if client else "-",
+                scope["method"],
+                scope["path"],
+                status or "-",
+                size,
+                time.perf_counter() - start,
+            )
+
+
 class Limits(BaseModel):
     """What the server accepts."""
 
@@ -84,6 +161,8 @@ class Limits(BaseModel):
     max_duration_s: float
     max_concurrent: int
     max_queue: int
+    max_uploads: int
+    upload_timeout_s: float
 
 
 class InfoResponse(BaseModel):
@@ -137,6 +216,10 @@ class SeparationResponse(BaseModel):
     mixture: AudioTrack | None = Field(
         default=None, description="the mono mixture, when `mixture=true`"
     )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="problems that did not stop the separation, e.g. a truncated file",
+    )
 
 
 def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -171,13 +254,16 @@ _UPLOAD_BODY: dict[str, Any] = {
 def create_app(
     separator: SeparatorLike | str | os.PathLike[str] | nn.Module,
     settings: WebSettings | None = None,
+    work_dir: WorkDir | None = None,
 ) -> FastAPI:
     """The web application serving ``separator``, with ``settings``' limits.
 
     ``separator`` is a :class:`tdanet.separate.Separator` (or any object with
     ``sample_rate``, ``num_sources`` and ``separate(waveform, sample_rate)``), a loaded
     model, or anything ``load_model`` accepts (preset, bundled name, checkpoint path, hub
-    name); models are wrapped in a CPU ``Separator``.
+    name); models are wrapped in a CPU ``Separator``. ``work_dir``: a working folder the
+    caller opened (and closes); without it the app opens ``settings.work_dir`` at startup
+    and closes it at shutdown.
     """
     settings = settings or WebSettings()
     if isinstance(separator, (str, os.PathLike, nn.Module)):
@@ -192,17 +278,17 @@ def create_app(
     else:
         model_name = settings.model_name or type(separator).__name__
         engine = separator
-    queue = SeparationQueue(settings.max_concurrent, settings.max_queue)
+    queue = SeparationQueue(settings.max_concurrent, settings.max_queue, settings.max_uploads)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        work_dir, owned = _open_work_dir(settings.work_dir)
-        app.state.work_dir = work_dir
+        folder = work_dir or WorkDir(settings.work_dir)
+        app.state.work_dir = folder.path
         try:
             yield
         finally:
-            if owned:
-                shutil.rmtree(work_dir, ignore_errors=True)
+            if work_dir is None:
+                folder.close()
 
     app = FastAPI(
         title="tdanet",
@@ -243,6 +329,9 @@ def create_app(
         return JSONResponse(body, status_code=500)
 
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(AllowedHosts, allowed=settings.allowed_hosts)
+    # Added last, so outermost: refused hosts are logged too.
+    app.add_middleware(AccessLog)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -268,6 +357,8 @@ def create_app(
                 max_duration_s=settings.max_duration_s,
                 max_concurrent=settings.max_concurrent,
                 max_queue=settings.max_queue,
+                max_uploads=settings.max_uploads,
+                upload_timeout_s=settings.upload_timeout_s,
             ),
             requests_in_progress=queue.admitted,
         )
@@ -305,25 +396,36 @@ def create_app(
         size and duration limits, and is deleted when the request ends. Sources come back as
         mono files in `audio_format` (16-bit WAV by default) at the upload's sample rate
         (MP3 and Opus: the next rate the codec stores), named `speaker1`, `speaker2`, ...
-        Errors: 400 malformed form, 413 too large or too long, 415 not audio, 422 unusable
-        audio or bad parameter, 503 queue full (retry later).
+        Errors: 400 malformed form, 408 upload too slow, 413 too large or too long, 415 not
+        audio, 422 unusable audio or bad parameter, 503 too many uploads or queue full (retry
+        later).
         """
         try:
             subtype = output_subtype(audio_format, bit_depth)
         except AudioWriteError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
-        async with queue.admit():
-            work_dir: Path = request.app.state.work_dir
-            upload = work_dir / f"{UPLOAD_PREFIX}{secrets.token_hex(16)}"
-            try:
-                received = await receive_upload(
-                    request.headers.get("content-type"),
-                    request.headers.get("content-length"),
-                    request.stream(),
-                    upload,
-                    settings.max_upload_bytes,
-                )
-                name = received.display_name
+        folder: Path = request.app.state.work_dir
+        upload = folder / f"{UPLOAD_PREFIX}{secrets.token_hex(16)}"
+        try:
+            async with queue.upload():
+                try:
+                    with anyio.fail_after(settings.upload_timeout_s):
+                        received = await receive_upload(
+                            request.headers.get("content-type"),
+                            request.headers.get("content-length"),
+                            request.stream(),
+                            upload,
+                            settings.max_upload_bytes,
+                        )
+                except TimeoutError:
+                    raise ApiError(
+                        408,
+                        "upload_timeout",
+                        f"the upload took longer than {settings.upload_timeout_s:g} s; send "
+                        "a smaller file or use a faster connection",
+                    ) from None
+            name = received.display_name
+            async with queue.admit():
                 header = await anyio.to_thread.run_sync(
                     check_upload, upload, name, settings.max_duration_s
                 )
@@ -333,15 +435,17 @@ def create_app(
                     )
                     # The upload is no longer needed: free the disk before encoding.
                     upload.unlink(missing_ok=True)
+                    warnings = upload_warnings(header, upload, name)
                     if format == "zip":
                         payload = await anyio.to_thread.run_sync(
                             encode_zip, result, mixture, audio_format, subtype
                         )
-                        return Response(
-                            payload,
-                            media_type="application/zip",
-                            headers={"Content-Disposition": 'attachment; filename="separated.zip"'},
-                        )
+                        headers = {"Content-Disposition": 'attachment; filename="separated.zip"'}
+                        if warnings:
+                            # Header values are latin-1; the file name may not be.
+                            text = "; ".join(warnings)
+                            headers[WARNING_HEADER] = text.encode("ascii", "replace").decode()
+                        return Response(payload, media_type="application/zip", headers=headers)
                     body = await anyio.to_thread.run_sync(
                         _json_body,
                         result,
@@ -350,18 +454,26 @@ def create_app(
                         mixture,
                         audio_format,
                         subtype,
+                        warnings,
                     )
                     return Response(body, media_type="application/json")
-            except ClientDisconnect:
-                return Response(status_code=400)
-            finally:
-                upload.unlink(missing_ok=True)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        finally:
+            upload.unlink(missing_ok=True)
 
     return app
 
 
 # Media type of each returned audio format.
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "opus": "audio/ogg"}
+
+
+def upload_warnings(header: AudioInfo, path: Path, name: str) -> list[str]:
+    """Problems of the upload that did not stop it (a truncated WAV), naming the client's file."""
+    if header.truncation is None:
+        return []
+    return [f"{header.truncation.replace(str(path), name)}; separated the frames found"]
 
 
 def header_info(header: AudioInfo, name: str, result: Separated) -> InputInfo:
@@ -384,6 +496,7 @@ def _json_body(
     include_mixture: bool,
     audio_format: str,
     subtype: str | None,
+    warnings: list[str],
 ) -> bytes:
     """The :class:`SeparationResponse` as JSON bytes, built off the event loop (it is large)."""
 
@@ -405,21 +518,6 @@ def _json_body(
         input=input_info,
         sources=[track(source_name(i), s) for i, s in enumerate(result.sources)],
         mixture=track("mixture", result.mixture) if include_mixture else None,
+        warnings=warnings,
     )
     return response.model_dump_json().encode()
-
-
-def _open_work_dir(configured: Path | None) -> tuple[Path, bool]:
-    """The folder uploads go to, and whether the server created it (and deletes it at exit).
-
-    A configured folder is created if missing; uploads left in it by a killed server (only
-    files named ``upload-<32 hex digits>``) are removed.
-    """
-    if configured is None:
-        return Path(tempfile.mkdtemp(prefix="tdanet-serve-")), True
-    configured.mkdir(parents=True, exist_ok=True)
-    for stale in configured.glob(f"{UPLOAD_PREFIX}*"):
-        if UPLOAD_NAME.fullmatch(stale.name):
-            with suppress(OSError):
-                stale.unlink()
-    return configured, False
