@@ -6,7 +6,9 @@ import io
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -153,3 +155,45 @@ def test_microphone_needs_sounddevice(
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # import fails as if not installed
     assert main(["stream", "--mic", "-o", str(tmp_path / "o"), "--model", "tfacm-tiny"]) == 1
     assert "pip install sounddevice" in capsys.readouterr().err
+
+
+def test_microphone_mode_with_a_stand_in_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--mic reads blocks from sounddevice's callback, writes every source and plays one."""
+    played: list[np.ndarray] = []
+
+    class Microphone:
+        def __init__(self, *, blocksize: int, callback: Any, **_: Any) -> None:
+            self.blocksize, self.callback = blocksize, callback
+
+        def __enter__(self) -> Microphone:
+            for _ in range(10):
+                block = 0.1 * np.ones((self.blocksize, 1), np.float32)
+                self.callback(block, self.blocksize, None, None)
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            pass
+
+    class Speaker:
+        def __init__(self, **_: Any) -> None:
+            pass
+
+        def start(self) -> None:
+            pass
+
+        def write(self, data: np.ndarray) -> None:
+            played.append(data)
+
+        def close(self) -> None:
+            pass
+
+    fake = types.SimpleNamespace(InputStream=Microphone, OutputStream=Speaker)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    out = tmp_path / "o"
+    args = ["stream", "--mic", "-o", str(out), "--model", "tfacm-tiny", "--block-ms", "4"]
+    assert main([*args, "--seconds", "0.04", "--play", "2"]) == 0
+    assert "real-time factor" in capsys.readouterr().out
+    assert [sf.info(out / f"mic_spk{i}.wav").frames for i in (1, 2)] == [320, 320]
+    assert sum(block.shape[0] for block in played) == 320 - 32 + 8  # all but the last window
