@@ -20,7 +20,7 @@ from torch.torch_version import TorchVersion
 
 from .atomic import replaced_on_success
 from .errors import CheckpointError
-from .model import RELEASE_ARGS, TDANet, TDANetConfig
+from .model import RELEASE_ARGS, TFACM, TDANet, TDANetConfig, TFACMConfig
 from .model.attention import sinusoid_table
 
 FORMAT_VERSION = 1
@@ -33,10 +33,14 @@ LIGHTNING_PREFIX = "model."
 # ``torch.__version__``, a ``str`` subclass that adds version comparisons and nothing else.
 SAFE_GLOBALS: tuple[type, ...] = (TorchVersion,)
 _UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+# A config's ``family`` names the network; files without one (older ones, release files)
+# are TDANet.
+FAMILIES: tuple[str, ...] = ("tdanet", "tfacm")
+ModelConfig = TDANetConfig | TFACMConfig
 
 
 def save_checkpoint(
-    model: TDANet, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
+    model: TDANet | TFACM, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
 ) -> Path:
     """Write ``model`` to ``path`` atomically (temporary file, then rename)."""
     path = Path(path)
@@ -86,7 +90,7 @@ def unreadable_reason(exc: Exception) -> str:
 
 def parse_checkpoint(
     payload: dict[str, Any], source: str = "checkpoint"
-) -> tuple[TDANetConfig, dict[str, torch.Tensor]]:
+) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     """Config and state_dict from either layout; the release's position table is checked and dropped."""
     if "format_version" in payload:
         version = payload["format_version"]
@@ -121,8 +125,19 @@ def parse_checkpoint(
         )
     if not isinstance(config_values, dict):
         raise CheckpointError(f"{source}: checkpoint has no config dict")
+    family = config_values.get("family", "tdanet")
+    if family not in FAMILIES:
+        raise CheckpointError(
+            f"{source}: unknown model family {family!r}; this tdanet reads {', '.join(FAMILIES)}"
+        )
+    config: ModelConfig
     try:
-        config = TDANetConfig.from_dict(config_values)
+        if family == "tfacm":
+            config = TFACMConfig.from_dict(config_values)
+        else:
+            config = TDANetConfig.from_dict(
+                {k: v for k, v in config_values.items() if k != "family"}
+            )
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: invalid config: {exc}") from None
     state = payload.get("state_dict")
@@ -130,7 +145,7 @@ def parse_checkpoint(
         raise CheckpointError(f"{source}: state_dict must map names to tensors")
     state = dict(state)
     table = state.pop(POSITION_TABLE_KEY, None)
-    if table is not None:
+    if table is not None and isinstance(config, TDANetConfig):
         check_position_table(table, config.in_channels, source)
     return config, state
 
@@ -158,15 +173,16 @@ def check_position_table(table: torch.Tensor, channels: int, source: str) -> Non
 
 
 def build_model(
-    config: TDANetConfig, state: dict[str, torch.Tensor], source: str = "checkpoint"
-) -> TDANet:
-    """A TDANet with exactly these weights (strict names and shapes, all finite), in eval mode.
+    config: ModelConfig, state: dict[str, torch.Tensor], source: str = "checkpoint"
+) -> TDANet | TFACM:
+    """A TDANet or TFACM (by the config's type) with exactly these weights (strict names and
+    shapes, all finite), in eval mode.
 
     Names, shapes and values are checked against a shapes-only ("meta") model before the
     real one is built, so a config that does not match its weights allocates nothing.
     """
     with torch.device("meta"):
-        expected = TDANet(config).state_dict()
+        expected = network(config).state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -189,13 +205,18 @@ def build_model(
                 f"{source}: weight {name} holds NaN or infinite values; the model is broken "
                 "(a diverged training run?); use another checkpoint"
             )
-    model = TDANet(config)
+    model = network(config)
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model.eval()
 
 
-def load_checkpoint(path: str | os.PathLike[str], **config_overrides: Any) -> TDANet:
-    """Load a checkpoint of this package or of the authors' release, in eval mode.
+def network(config: ModelConfig) -> TDANet | TFACM:
+    """A fresh network of the config's family."""
+    return TFACM(config) if isinstance(config, TFACMConfig) else TDANet(config)
+
+
+def load_checkpoint(path: str | os.PathLike[str], **config_overrides: Any) -> TDANet | TFACM:
+    """Load a checkpoint of this package (either family) or of the authors' release, in eval mode.
 
     ``config_overrides`` change fields that do not affect weights (e.g. ``attention``).
     """

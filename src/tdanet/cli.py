@@ -18,6 +18,7 @@ COMMANDS: tuple[str, ...] = (
     "info",
     "corpus",
     "separate",
+    "stream",
     "mix",
     "train",
     "evaluate",

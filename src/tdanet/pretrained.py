@@ -9,7 +9,7 @@ from typing import Any
 
 from .checkpoint import load_checkpoint
 from .errors import CheckpointError
-from .model import PRESETS, TDANet, TDANetConfig
+from .model import PRESETS, TFACM, TFACM_PRESETS, TDANet, TDANetConfig, TFACMConfig
 
 # The release stores one file per hub repository under this name.
 HUB_FILENAME = "pytorch_model.bin"
@@ -27,14 +27,19 @@ RELEASED_MODELS: dict[str, str] = {
 }
 
 
-def load_model(source: str | os.PathLike[str] | TDANetConfig, **config_overrides: Any) -> TDANet:
-    """Build or load a TDANet, in eval mode.
+def load_model(
+    source: str | os.PathLike[str] | TDANetConfig | TFACMConfig, **config_overrides: Any
+) -> TDANet | TFACM:
+    """Build or load a TDANet or a causal TFACM, in eval mode.
 
     ``source`` is one of:
       * a :class:`TDANetConfig` or a preset name (``tdanet``, ``tdanet-large``,
-        ``tdanet-small``, ``tdanet-tiny``): the architecture with fresh random weights;
+        ``tdanet-small``, ``tdanet-tiny``) or a :class:`TFACMConfig` or TFACM preset name
+        (``tfacm``, ``tfacm-small``, ``tfacm-tiny``): the architecture with fresh random
+        weights;
       * a bundled model name (``tdanet-demo``, the default; shipped with the package);
-      * a checkpoint file written by this package or in the authors' release layout;
+      * a checkpoint file written by this package (its config's ``family`` says which
+        network; none means TDANet) or in the authors' release layout;
       * a Hugging Face Hub name such as ``JusperLee/TDANetBest-4ms-LRS2`` (optionally
         ``@revision``), downloaded with ``huggingface_hub`` and cached.
 
@@ -43,9 +48,13 @@ def load_model(source: str | os.PathLike[str] | TDANetConfig, **config_overrides
     """
     if isinstance(source, TDANetConfig):
         return TDANet(source.replace(**config_overrides)).eval()
+    if isinstance(source, TFACMConfig):
+        return TFACM(source.replace(**config_overrides)).eval()
     text = os.fspath(source)
     if text in PRESETS:
         return TDANet(PRESETS[text].replace(**config_overrides)).eval()
+    if text in TFACM_PRESETS:
+        return TFACM(TFACM_PRESETS[text].replace(**config_overrides)).eval()
     if text in BUNDLED_MODELS:
         return load_checkpoint(bundled_path(text), **config_overrides)
     path = Path(text).expanduser()
@@ -56,8 +65,18 @@ def load_model(source: str | os.PathLike[str] | TDANetConfig, **config_overrides
     if HUB_ID.match(text) and not text.startswith((".", "/", "~")):
         return load_checkpoint(download_from_hub(text), **config_overrides)
     raise CheckpointError(
-        f"{text}: no such file, preset or hub name; presets: {', '.join(PRESETS)}; "
+        f"{text}: no such file, preset or hub name; presets: {', '.join([*PRESETS, *TFACM_PRESETS])}; "
         f"released models: {', '.join(RELEASED_MODELS)}"
+    )
+
+
+def require_tdanet(model: TDANet | TFACM, purpose: str) -> TDANet:
+    """``model`` if it is a TDANet; otherwise a one-line CheckpointError naming ``purpose``."""
+    if isinstance(model, TDANet):
+        return model
+    raise CheckpointError(
+        f"{purpose} works with TDANet models only, and this is a causal "
+        f"{type(model).__name__} model; run it with `tdanet stream` or tdanet.streaming"
     )
 
 

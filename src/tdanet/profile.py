@@ -25,9 +25,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
 from .fast import optimize_for_inference
-from .model import PRESETS, TDANet, TDANetConfig
+from .model import PRESETS, TFACM, TDANet, TDANetConfig
 
 # Table 3 of the paper (MACs per second of 16 kHz audio).
 PAPER_MACS: dict[str, float] = {"tdanet": 4.7e9, "tdanet-large": 9.1e9}
@@ -73,21 +74,39 @@ def paper_macs(config: TDANetConfig) -> float | None:
     return None
 
 
-def count_macs(model: TDANet, seconds: float) -> int:
-    """Multiply-accumulates of one forward pass of ``model`` on ``seconds`` of audio (batch 1)."""
+def count_macs(model: TDANet | TFACM, seconds: float) -> int:
+    """Multiply-accumulates of one forward pass of ``model`` on ``seconds`` of audio (batch 1).
+
+    ptflops' aten backend does not see inside ``aten.lstm``, so LSTM layers (TFACM's) are
+    counted here from the shapes they run on: 4 H (I + H) per step and sequence.
+    """
     from ptflops import get_model_complexity_info
 
     samples = max(1, round(seconds * model.config.sample_rate))
-    macs, _ = get_model_complexity_info(
-        model,
-        (samples,),
-        input_constructor=lambda shape: {"waveform": torch.zeros(1, *shape)},
-        as_strings=False,
-        backend="aten",
-        print_per_layer_stat=False,
-        verbose=False,
-    )
-    return int(macs or 0)
+    lstm_macs = 0
+
+    def count_lstm(module: nn.Module, inputs: tuple[Any, ...], _output: Any) -> None:
+        nonlocal lstm_macs
+        assert isinstance(module, nn.LSTM)
+        steps = inputs[0].shape[0] * inputs[0].shape[1]  # batch_first (B, T, I)
+        lstm_macs += steps * 4 * module.hidden_size * (module.input_size + module.hidden_size)
+
+    lstms = [m for m in model.modules() if isinstance(m, nn.LSTM)]
+    handles = [m.register_forward_hook(count_lstm) for m in lstms]
+    try:
+        macs, _ = get_model_complexity_info(
+            model,
+            (samples,),
+            input_constructor=lambda shape: {"waveform": torch.zeros(1, *shape)},
+            as_strings=False,
+            backend="aten",
+            print_per_layer_stat=False,
+            verbose=False,
+        )
+    finally:
+        for handle in handles:
+            handle.remove()
+    return int(macs or 0) + lstm_macs
 
 
 def time_per_second(

@@ -38,7 +38,7 @@ from .atomic import remove_stale_temporaries
 from .errors import AudioContentError, AudioWriteError, CheckpointError
 from .fast import optimize_for_inference
 from .model import TDANetConfig
-from .pretrained import DEFAULT_MODEL, load_model
+from .pretrained import DEFAULT_MODEL, load_model, require_tdanet
 
 DEFAULT_CHUNK_SECONDS = 10.0
 DEFAULT_OVERLAP_SECONDS = 1.0
@@ -482,7 +482,11 @@ def load_separation_model(
     through :func:`tdanet.fast.optimize_for_inference`.
     """
     if isinstance(model, (str, os.PathLike)):
-        model = _load_onnx(Path(model)) if backend == "onnxruntime" else load_model(model)
+        model = (
+            _load_onnx(Path(model))
+            if backend == "onnxruntime"
+            else require_tdanet(load_model(model), "offline separation")
+        )
     config = getattr(model, "config", None)
     if not isinstance(config, TDANetConfig):
         raise TypeError("the model must have a .config attribute holding a TDANetConfig")

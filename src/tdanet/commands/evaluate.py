@@ -31,14 +31,14 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import DataError
     from ..evaluation import evaluate_to_csv, evaluation_dataset
     from ..fast import optimize_for_inference
-    from ..pretrained import load_model
+    from ..pretrained import load_model, require_tdanet
 
     csv_path = Path(args.csv)
     if csv_path.exists() and not args.force:
         raise DataError(f"{csv_path}: already exists; pass --force to overwrite or choose --csv")
     if args.limit is not None and args.limit < 1:
         raise DataError(f"--limit must be positive, got {args.limit}")
-    model = load_model(args.model)
+    model = require_tdanet(load_model(args.model), "tdanet evaluate")
     rate = model.config.sample_rate
     dataset = evaluation_dataset(Path(args.data), rate, args.mix_dir)
 

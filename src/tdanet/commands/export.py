@@ -25,12 +25,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..export import CHECK_LENGTHS, ExportError, export_onnx
-    from ..pretrained import load_model
+    from ..pretrained import load_model, require_tdanet
 
     output = Path(args.output)
     if output.exists() and not args.force:
         raise ExportError(f"{output}: already exists; pass --force to overwrite it")
-    model = load_model(args.model)
+    model = require_tdanet(load_model(args.model), "tdanet export")
     lengths = () if args.no_check else CHECK_LENGTHS
     export_onnx(model, output, check_lengths=lengths)
     sizes = ", ".join(map(str, lengths))

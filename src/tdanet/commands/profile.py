@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import TDANetError
-    from ..pretrained import DEFAULT_MODEL, load_model
+    from ..pretrained import DEFAULT_MODEL, load_model, require_tdanet
     from ..profile import profile_model
 
     if not args.seconds > 0:
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.runs < 1:
         raise TDANetError(f"--runs must be at least 1, got {args.runs}")
     name = args.model or DEFAULT_MODEL
-    model = load_model(name)
+    model = require_tdanet(load_model(name), "tdanet profile")
     report = profile_model(
         model,
         name=name,

@@ -18,7 +18,7 @@ import yaml
 
 from ..errors import CheckpointError, ConfigError
 from ..model import PRESETS, TDANet
-from ..pretrained import load_model
+from ..pretrained import load_model, require_tdanet
 from .recipe import Recipe
 
 LOG = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def build_model(recipe: Recipe) -> TDANet:
             )
     if section.init_from is not None:
         try:
-            model = load_model(section.init_from, **section.config)
+            model = require_tdanet(load_model(section.init_from, **section.config), "training")
         except CheckpointError as exc:
             raise ConfigError(f"model.init_from: {exc}") from None
         for key, value in fixed.items():
