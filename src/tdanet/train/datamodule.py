@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,27 +36,18 @@ class TrainingData:
 
 
 def mixing_config(data: DataSection, segment: float | None, augment: bool) -> MixingConfig:
-    """The dynamic-mixing settings of a data section, with the given window length; with
-    ``augment`` the section's EQ, rooms and noise chance, else clean windows (validation)."""
-    return MixingConfig(
-        num_sources=data.num_sources,
-        sample_rate=data.sample_rate,
-        segment=segment,
-        gain=data.gain,
-        speech_lufs=data.speech_lufs,
-        noise_lufs=data.noise_lufs,
-        snr_db=data.snr_db,
-        noise_snr_db=data.noise_snr_db,
-        speed_perturb=data.speed_perturb,
-        speaker_weighting=data.speaker_weighting,
-        fill=data.fill,
-        eq_prob=data.eq_prob if augment else 0.0,
-        eq_db=data.eq_db,
-        reverb_prob=data.reverb_prob if augment else 0.0,
-        rt60=data.rt60,
-        room_count=data.room_count,
-        noise_prob=data.noise_prob,
-    )
+    """The dynamic-mixing settings of a data section (its fields named as in
+    :class:`MixingConfig`), with the given window length; without ``augment`` (validation)
+    the windows get no EQ and no room."""
+    shared = {
+        item.name: getattr(data, item.name)
+        for item in fields(MixingConfig)
+        if hasattr(data, item.name)
+    }
+    shared["segment"] = segment
+    if not augment:
+        shared.update(eq_prob=0.0, reverb_prob=0.0)
+    return MixingConfig(**shared)
 
 
 def split_noise(noises: list[Utterance], seed: int) -> dict[str, list[Utterance]]:
