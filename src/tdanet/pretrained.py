@@ -44,6 +44,11 @@ def load_model(source: str | os.PathLike[str] | TDANetConfig, **config_overrides
     if isinstance(source, TDANetConfig):
         return TDANet(source.replace(**config_overrides)).eval()
     text = os.fspath(source)
+    if Path(text).suffix.lower() == ".onnx":
+        raise CheckpointError(
+            f"{text}: an ONNX file runs with onnxruntime, not torch; pass --backend onnxruntime "
+            "(in Python: Separator(path, backend='onnxruntime') or tdanet.export.OnnxModel)"
+        )
     if text in PRESETS:
         return TDANet(PRESETS[text].replace(**config_overrides)).eval()
     if text in BUNDLED_MODELS:
@@ -56,8 +61,22 @@ def load_model(source: str | os.PathLike[str] | TDANetConfig, **config_overrides
     if HUB_ID.match(text) and not text.startswith((".", "/", "~")):
         return load_checkpoint(download_from_hub(text), **config_overrides)
     raise CheckpointError(
-        f"{text}: no such file, preset or hub name; presets: {', '.join(PRESETS)}; "
-        f"released models: {', '.join(RELEASED_MODELS)}"
+        f"{text}: no such file, model or hub name; bundled: {', '.join(BUNDLED_MODELS)} "
+        f"(the default); released: {', '.join(RELEASED_MODELS)}; untrained presets: "
+        f"{', '.join(PRESETS)}"
+    )
+
+
+def untrained_note(name: str | os.PathLike[str]) -> str | None:
+    """One line saying that model ``name`` is a preset with random, untrained weights, or
+    None for a bundled model, checkpoint or hub name."""
+    text = os.fspath(name)
+    if text not in PRESETS:
+        return None
+    return (
+        f"{text} is an untrained preset (random weights), so its outputs are not separated "
+        f"speech; use the bundled {DEFAULT_MODEL} (the default), a released model such as "
+        f"{next(iter(RELEASED_MODELS))}, or a checkpoint you trained"
     )
 
 

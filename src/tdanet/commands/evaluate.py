@@ -32,12 +32,14 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate_to_csv, evaluation_dataset
     from ..fast import optimize_for_inference
     from ..pretrained import load_model
+    from . import warn_if_untrained
 
     csv_path = Path(args.csv)
     if csv_path.exists() and not args.force:
         raise DataError(f"{csv_path}: already exists; pass --force to overwrite or choose --csv")
     if args.limit is not None and args.limit < 1:
         raise DataError(f"--limit must be positive, got {args.limit}")
+    warn_if_untrained("evaluate", args.model)
     model = load_model(args.model)
     rate = model.config.sample_rate
     dataset = evaluation_dataset(Path(args.data), rate, args.mix_dir)

@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import TDANetError
     from ..pretrained import DEFAULT_MODEL
     from ..separate import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, Separator, output_paths
+    from . import warn_if_untrained
 
     if args.threads is not None:
         import torch
@@ -70,9 +71,11 @@ def run(args: argparse.Namespace) -> int:
     overlap = DEFAULT_OVERLAP_SECONDS if args.overlap_seconds is None else args.overlap_seconds
     if not files:
         return 1
+    model = DEFAULT_MODEL if args.model is None else args.model
+    warn_if_untrained("separate", model)
     try:
         separator = Separator(
-            DEFAULT_MODEL if args.model is None else args.model,
+            model,
             device=args.device,
             chunk_seconds=chunk,
             overlap_seconds=overlap,

@@ -74,6 +74,7 @@ def listen_socket(host: str, port: int) -> socket.socket:
 
 def run(args: argparse.Namespace) -> int:
     from ..pretrained import DEFAULT_MODEL
+    from . import warn_if_untrained
 
     try:
         import uvicorn
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from ..separate import Separator
 
     model = args.model or DEFAULT_MODEL
+    warn_if_untrained("serve", model)
     if args.max_upload_mb <= 0:
         raise TDANetError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     settings = WebSettings(
