@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o",
         "--output-dir",
         default="separated",
-        help="output folder; inputs found in a folder keep their sub-folders (default: separated)",
+        help="output folder; inputs keep their sub-folders below the folder given, or below "
+        "the deepest folder holding all files and pattern matches (default: separated)",
     )
     parser.add_argument(
         "--model",
@@ -46,7 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="overlap of consecutive chunks, at most half a chunk (default: 1)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    existing.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip inputs whose outputs all exist (finish an interrupted batch)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -64,9 +71,11 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(max(1, args.threads))
     out_root = Path(args.output_dir)
-    files, failures = audio.expand_inputs(args.inputs, exclude=out_root)
+    files, failures, notes = audio.expand_inputs(args.inputs, exclude=out_root)
     for line in failures:
         _error(line)
+    for line in notes:
+        print(f"tdanet separate: note: {line}", file=sys.stderr)
     chunk = DEFAULT_CHUNK_SECONDS if args.chunk_seconds is None else args.chunk_seconds
     overlap = DEFAULT_OVERLAP_SECONDS if args.overlap_seconds is None else args.overlap_seconds
     if not files:
@@ -88,13 +97,15 @@ def run(args: argparse.Namespace) -> int:
 
     claimed: dict[Path, Path] = {}
     done = 0
+    skipped = 0
     seconds = 0.0
     failed = len(failures)
     start = time.perf_counter()
     overall = tqdm(files, desc="files", unit="file", disable=args.quiet or None, leave=False)
     for item in overall:
         out_dir = out_root / item.relative_dir
-        first_output = output_paths(item.path, out_dir, separator.num_sources)[0]
+        outputs = output_paths(item.path, out_dir, separator.num_sources)
+        first_output = outputs[0]
         if first_output in claimed:
             _error(
                 f"{item.path}: its outputs would overwrite those of {claimed[first_output]}; "
@@ -103,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             continue
         claimed[first_output] = item.path
+        if args.skip_existing and all(path.is_file() for path in outputs):
+            skipped += 1
+            tqdm.write(f"{item.path}: skipped, its outputs exist")
+            continue
         try:
             info = audio.audio_info(item.path)
             if info.channels > 1:
@@ -133,8 +148,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{item.path} -> {', '.join(str(p) for p in outputs)}")
     elapsed = time.perf_counter() - start
     rate = f", {elapsed / seconds:.2f} s per second of audio" if seconds else ""
+    kept = f"; {skipped} skipped (outputs exist)" if args.skip_existing else ""
     print(
-        f"separated {done} file(s), {seconds:.1f} s of audio, in {elapsed:.1f} s{rate}; "
+        f"separated {done} file(s), {seconds:.1f} s of audio, in {elapsed:.1f} s{rate}{kept}; "
         f"{failed} failed"
     )
     return 1 if failed else 0
