@@ -318,7 +318,7 @@ def create_app(
                     # The upload is no longer needed: free the disk before encoding.
                     upload.unlink(missing_ok=True)
                     if format == "zip":
-                        payload = await anyio.to_thread.run_sync(encode_zip, result, mixture)
+                        payload = await anyio.to_thread.run_sync(encode_zip, result, mixture, name)
                         return Response(
                             payload,
                             media_type="application/zip",

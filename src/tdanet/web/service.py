@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import time
 import zipfile
 from dataclasses import dataclass
@@ -139,12 +140,21 @@ def source_name(index: int) -> str:
     return f"speaker{index + 1}"
 
 
-def encode_zip(result: Separated, include_mixture: bool) -> bytes:
-    """A zip of ``speaker<i>.wav`` per source (and ``mixture.wav``), stored uncompressed."""
+def archive_stem(name: str) -> str:
+    """The client's file name without its extension, reduced to letters, digits, ``.``, ``-``
+    and ``_`` and not starting with a dot, so that it is a plain name in any unzip tool."""
+    stem = re.sub(r"[^\w.-]", "_", Path(name).stem).lstrip(".")
+    return stem[:100] or "upload"
+
+
+def encode_zip(result: Separated, include_mixture: bool, name: str) -> bytes:
+    """A zip of ``<stem>_spk<i>.wav`` per source (and ``<stem>_mixture.wav``) for the client's
+    file ``name``, as ``tdanet separate`` names its outputs; stored uncompressed."""
+    stem = archive_stem(name)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for index, source in enumerate(result.sources):
-            archive.writestr(f"{source_name(index)}.wav", encode_wav(source, result.sample_rate))
+            archive.writestr(f"{stem}_spk{index + 1}.wav", encode_wav(source, result.sample_rate))
         if include_mixture:
-            archive.writestr("mixture.wav", encode_wav(result.mixture, result.sample_rate))
+            archive.writestr(f"{stem}_mixture.wav", encode_wav(result.mixture, result.sample_rate))
     return buffer.getvalue()
