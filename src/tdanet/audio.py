@@ -145,6 +145,25 @@ def check_finite(samples: np.ndarray, file: str | os.PathLike[str]) -> None:
         )
 
 
+def is_silent(path: str | os.PathLike[str], *, block_frames: int = DEFAULT_BLOCK_FRAMES) -> bool:
+    """True if every downmixed sample of the file is zero; stops at the first that is not.
+
+    A quick look before a model pass: reading stops in the first block of any real recording.
+    Raises :class:`AudioReadError` if the file cannot be opened or decoded.
+    """
+    file = Path(path)
+    _check_readable(file)
+    try:
+        with sf.SoundFile(str(file)) as handle:
+            for block in handle.blocks(block_frames, dtype="float32", always_2d=True):
+                # NaN != 0, so a NaN file is not "silent": the model pass reports it as NaN.
+                if np.any(downmix(block) != 0):
+                    return False
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioReadError(f"{file}: decoding failed ({_reason(exc)})") from None
+    return True
+
+
 class MonoReader:
     """Iterate over a file downmixed to mono and resampled: float32 (n,) blocks at ``sample_rate``.
 

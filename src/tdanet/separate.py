@@ -299,7 +299,8 @@ class Separator:
 
         Any format libsndfile reads, any rate (outputs are written back at the input's
         rate), any channel count (downmixed to mono). Two passes with memory bounded by the
-        chunk size: pass 1 streams the file through the model into a float32 scratch file in
+        chunk size. A silent file is refused before any model call (:func:`audio.is_silent`);
+        pass 1 streams the file through the model into a float32 scratch file in
         ``out_dir`` and records the output peak; pass 2 applies :func:`peak_limit_gain` and
         writes the outputs under temporary names, renamed when all are complete. Existing
         outputs are refused unless ``overwrite``. ``progress`` is called with the seconds of
@@ -310,6 +311,10 @@ class Separator:
         if info.frames == 0:
             raise AudioContentError(f"{info.path}: contains no audio samples")
         self.check_length(str(info.path), info.frames, info.sample_rate)
+        if audio.is_silent(info.path):
+            raise AudioContentError(
+                f"{info.path}: is silent (all samples are zero); nothing to separate"
+            )
         outputs = output_paths(info.path, out_dir, self.num_sources)
         audio.check_writable(outputs, overwrite=overwrite)
         try:
@@ -325,10 +330,6 @@ class Separator:
             peak = self._first_pass(reader, scratch, progress)
             if reader.frames == 0:
                 raise AudioContentError(f"{info.path}: contains no audio samples")
-            if reader.peak == 0.0:
-                raise AudioContentError(
-                    f"{info.path}: is silent (all samples are zero); nothing to separate"
-                )
             gain = np.float32(peak_limit_gain(peak))
             scratch.seek(0)
             written = 0
