@@ -39,10 +39,10 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"{csv_path}: already exists; pass --force to overwrite or choose --csv")
     if args.limit is not None and args.limit < 1:
         raise DataError(f"--limit must be positive, got {args.limit}")
-    warn_if_untrained("evaluate", args.model)
     model = load_model(args.model)
     rate = model.config.sample_rate
     dataset = evaluation_dataset(Path(args.data), rate, args.mix_dir)
+    warn_if_untrained("evaluate", args.model)
 
     def progress(done: int, total: int) -> None:
         print(f"\r{done}/{total} mixtures", end="" if done < total else "\n", file=sys.stderr)

@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists() and not args.force:
         raise ExportError(f"{output}: already exists; pass --force to overwrite it")
-    warn_if_untrained("export", args.model)
     model = load_model(args.model)
+    warn_if_untrained("export", args.model)
     lengths = () if args.no_check else CHECK_LENGTHS
     export_onnx(model, output, check_lengths=lengths)
     sizes = ", ".join(map(str, lengths))

@@ -81,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         return 1
     model = DEFAULT_MODEL if args.model is None else args.model
-    warn_if_untrained("separate", model)
     try:
         separator = Separator(
             model,
@@ -94,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(exc, TDANetError):
             raise
         raise TDANetError(str(exc)) from None
+    warn_if_untrained("separate", model)
 
     claimed: dict[Path, Path] = {}
     done = 0

@@ -87,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
     from ..separate import Separator
 
     model = args.model or DEFAULT_MODEL
-    warn_if_untrained("serve", model)
     if args.max_upload_mb <= 0:
         raise TDANetError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     settings = WebSettings(
@@ -103,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(max(1, args.threads))
     separator = Separator(model=model, device=args.device)
+    warn_if_untrained("serve", model)
     app = create_app(separator, settings)
     sock = listen_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]

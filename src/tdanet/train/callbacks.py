@@ -140,9 +140,15 @@ class TimeBudget(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
         stop = bool(trainer.strategy.broadcast(self.elapsed() + self.validation >= self.seconds))
         if stop and not trainer.should_stop:
+            too_long = (
+                " (validation alone takes longer than trainer.max_time: lower "
+                "data.valid_items or trainer.limit_val_batches)"
+                if self.validation >= self.seconds
+                else ""
+            )
             rank_zero_info(
                 f"Time limit: stopping after {self.elapsed():.0f} s of {self.seconds:.0f} s, "
-                f"leaving {self.validation:.0f} s for the final validation."
+                f"leaving {self.validation:.0f} s for the final validation{too_long}."
             )
         trainer.should_stop = trainer.should_stop or stop
 
