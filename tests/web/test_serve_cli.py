@@ -97,7 +97,7 @@ def test_serve_reports_a_busy_port_in_one_line(capsys: pytest.CaptureFixture[str
     [
         (["--max-queue", "-1"], "queue length must be 0 or more, got -1"),
         (["--max-upload-mb", "0"], "--max-upload-mb must be positive, got 0.0"),
-        (["--model", "missing.pt"], "missing.pt: no such file, preset or hub name"),
+        (["--model", "missing.pt"], "missing.pt: no such file, model or hub name"),
     ],
 )
 def test_serve_rejects_bad_settings_in_one_line(

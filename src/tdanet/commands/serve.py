@@ -102,11 +102,11 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(max(1, args.threads))
     separator = Separator(model=model, device=args.device)
-    warn_if_untrained("serve", model)
     app = create_app(separator, settings)
     sock = listen_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
+    warn_if_untrained("serve", model)
     print(f"tdanet serve: http://{shown}:{port}/ (model {model}; Ctrl-C to stop)", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5))
     try:
