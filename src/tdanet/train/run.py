@@ -206,7 +206,9 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
         enable_progress_bar=options.progress_bar,
         # The time budget times a one-batch sanity validation to foresee the first full one.
         num_sanity_val_steps=(
-            max(1, options.num_sanity_val_steps) if budget else options.num_sanity_val_steps
+            max(1, options.num_sanity_val_steps)
+            if budget is not None
+            else options.num_sanity_val_steps
         ),
         gradient_clip_val=recipe.optim.grad_clip,
         gradient_clip_algorithm="norm",
