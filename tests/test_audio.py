@@ -131,7 +131,7 @@ def test_expand_inputs_handles_folders_globs_and_missing_paths(tmp_path: Path) -
     (tmp_path / "none").mkdir()
     for name in ["in/a.wav", "in/deep/b.FLAC", "in/deep/er/c.mp3", "in/notes.txt", "x.ogg"]:
         (tmp_path / name).write_bytes(b"")
-    files, errors = audio.expand_inputs(
+    files, errors, _ = audio.expand_inputs(
         [
             str(tmp_path / "in"),
             str(tmp_path / "x.ogg"),
@@ -167,5 +167,5 @@ def test_folder_search_skips_the_output_folder(tmp_path: Path) -> None:
     (tmp_path / "separated").mkdir()
     (tmp_path / "take.wav").write_bytes(b"")
     (tmp_path / "separated" / "take_spk1.wav").write_bytes(b"")
-    files, errors = audio.expand_inputs([str(tmp_path)], exclude=tmp_path / "separated")
+    files, errors, _ = audio.expand_inputs([str(tmp_path)], exclude=tmp_path / "separated")
     assert [f.path.name for f in files] == ["take.wav"] and errors == []

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tdanet.cli import main
+
 from .conftest import OFFICIAL_SMALL
 
 
@@ -54,3 +58,35 @@ def test_checkpoint_with_a_foreign_object_names_it(tmp_path: Path) -> None:
     assert "argparse.Namespace" in result.stderr
     assert result.stderr.strip().count("\n") == 0
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_untrained_presets_are_named_on_stderr_and_in_info(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["info", "tdanet-tiny"]) == 0
+    captured = capsys.readouterr()
+    assert "weights: random: an untrained preset" in captured.out
+    assert captured.err.startswith("tdanet info: warning: tdanet-tiny is an untrained preset")
+    assert "tdanet-demo" in captured.err
+    assert main(["info", "tdanet-tiny", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["trained"] is False
+
+    assert main(["info", str(OFFICIAL_SMALL / "checkpoint.pth"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["trained"] is True
+    assert captured.err == ""
+
+
+def test_onnx_file_on_the_torch_backend_and_unknown_names_say_what_to_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"\x08\x07onnx-ish")
+    assert main(["info", str(onnx_file)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0
+    assert "--backend onnxruntime" in err and "pickled" not in err
+
+    assert main(["info", "no-such-model"]) == 1
+    err = capsys.readouterr().err
+    assert "tdanet-demo" in err and "JusperLee/TDANetBest-4ms-LRS2" in err

@@ -12,6 +12,7 @@ from tdanet.checkpoint import save_checkpoint
 from tdanet.cli import main
 from tdanet.errors import CheckpointError
 from tdanet.export import (
+    CHECK_TOLERANCE,
     ExportError,
     OnnxModel,
     adaptive_average,
@@ -69,7 +70,7 @@ def test_sequence_attention_and_other_sizes_export(tmp_path: Path) -> None:
     changes = {"attention": "sequence", "upsampling_depth": 2, "num_sources": 3}
     model = randomize_(TDANet(PRESETS["tdanet-tiny"].replace(**changes))).eval()
     path = export_onnx(model, tmp_path / "m.onnx")
-    assert verify_onnx(model, path, lengths=(1, 777, 5003)) <= TOLERANCE
+    assert verify_onnx(model, path, lengths=(1, 777, 5003)) <= CHECK_TOLERANCE
     assert OnnxModel(path).config == model.config
 
 
@@ -121,3 +122,27 @@ def test_export_cli_then_separate_with_onnxruntime(tmp_path: Path) -> None:
     for onnx_source, torch_source in zip(outputs["onnxruntime"], outputs["torch"], strict=True):
         assert onnx_source.shape == (12345,)
         assert np.abs(onnx_source - torch_source).max() <= 1e-3  # 16-bit files may round apart
+
+
+def test_bundled_model_exports_with_its_parity_check(tmp_path: Path) -> None:
+    # Its outputs peak near 370 on the check's inputs: an absolute 1e-4 was float32 rounding.
+    out = tmp_path / "demo.onnx"
+    assert main(["export", "tdanet-demo", str(out)]) == 0
+    assert out.is_file()
+
+
+def test_parity_check_is_relative_and_catches_wrong_weights(
+    tmp_path: Path, tiny_export: tuple[TDANet, Path]
+) -> None:
+    model, path = tiny_export
+    assert verify_onnx(model, path) <= CHECK_TOLERANCE
+    louder = TDANet(model.config).eval()
+    louder.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        louder.decoder.weight.mul_(1000.0)  # same graph, 1000x the output level
+    louder_path = export_onnx(louder, tmp_path / "louder.onnx")
+    assert verify_onnx(louder, louder_path) <= CHECK_TOLERANCE
+    with torch.no_grad():
+        louder.decoder.weight.mul_(1.001)  # a 0.1 % error is not rounding
+    with pytest.raises(ExportError, match="of its peak"):
+        verify_onnx(louder, louder_path)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +78,29 @@ def test_hub_name_resolves_through_huggingface_cache(tmp_path: Path, monkeypatch
 
 
 def test_unknown_source_lists_choices() -> None:
-    with pytest.raises(CheckpointError, match="no such file, preset or hub name.*tdanet-large"):
+    with pytest.raises(CheckpointError, match="no such file, model or hub name.*tdanet-demo.*tdanet-large"):
         load_model("./nothing-here.pt")
 
 
 def test_directory_is_not_a_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="is a directory"):
         load_model(tmp_path)
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9", "https://tdanet-test.invalid"])
+def test_unreachable_hub_fails_fast_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    constants = pytest.importorskip("huggingface_hub.constants")
+    for key in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    start = time.monotonic()
+    with pytest.raises(CheckpointError, match=f"{endpoint} cannot be reached") as caught:
+        load_model("JusperLee/TDANetBest-2ms-LRS2")
+    assert time.monotonic() - start < 5
+    assert "\n" not in str(caught.value)
+    # A cached file is used without the network.
+    _fake_hub_cache(tmp_path, "JusperLee/TDANetBest-4ms-LRS2", OFFICIAL_SMALL / "checkpoint.pth")
+    assert load_model("JusperLee/TDANetBest-4ms-LRS2").config.out_channels == 16

@@ -417,3 +417,30 @@ def test_a_new_run_removes_the_temporaries_a_killed_run_left(tmp_path: Path) -> 
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["a_spk1.wav", "a_spk2.wav", fresh.name, *(p.name for p in others)]
     )
+
+
+def test_silent_file_is_refused_before_any_model_call(tmp_path: Path) -> None:
+    calls = []
+    model = load_model("tdanet-tiny")
+
+    def counting(waveform: torch.Tensor) -> torch.Tensor:
+        calls.append(waveform.shape[-1])
+        return model(waveform)
+
+    counting.config = model.config  # type: ignore[attr-defined]
+    separator = Separator(counting, chunk_seconds=0.5, overlap_seconds=0.1)
+    sf.write(tmp_path / "silent.wav", np.zeros((3 * RATE, 2)), RATE)
+    with pytest.raises(AudioContentError, match=r"silent\.wav: is silent"):
+        separator.separate_file(tmp_path / "silent.wav", tmp_path / "out")
+    assert calls == []
+    # Channels that cancel in the downmix are silent too; one non-zero sample is not.
+    stereo = np.zeros((3 * RATE, 2))
+    stereo[:, 0], stereo[:, 1] = 0.5, -0.5
+    sf.write(tmp_path / "cancel.wav", stereo, RATE)
+    with pytest.raises(AudioContentError, match="is silent"):
+        separator.separate_file(tmp_path / "cancel.wav", tmp_path / "out")
+    late = np.zeros(3 * RATE)
+    late[-1] = 0.1
+    sf.write(tmp_path / "late.wav", late, RATE)
+    assert len(separator.separate_file(tmp_path / "late.wav", tmp_path / "out")) == 2
+    assert calls

@@ -27,6 +27,7 @@ from __future__ import annotations
 import glob
 import io
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -342,6 +343,17 @@ def check_finite(samples: np.ndarray, file: str | os.PathLike[str]) -> None:
         )
 
 
+def is_silent(info: AudioInfo, *, block_frames: int = DEFAULT_BLOCK_FRAMES) -> bool:
+    """True if every downmixed sample of the file ``info`` describes is zero; stops at the
+    first that is not.
+
+    A quick look before a model pass: reading stops in the first block of any real recording.
+    Raises :class:`AudioReadError` if the file cannot be decoded.
+    """
+    # NaN != 0, so a NaN file is not "silent": the model pass reports it as NaN.
+    return not any(np.any(downmix(block) != 0) for block in read_blocks(info, block_frames))
+
+
 class MonoReader:
     """Iterate over a file downmixed to mono and resampled: float32 (n,) blocks at ``sample_rate``.
 
@@ -642,55 +654,97 @@ class InputFile:
     relative_dir: Path
 
 
+# Names `tdanet separate` writes (<stem>_spk1.wav, <stem>_spk2.wav, ...).
+SEPARATED_NAME = re.compile(r"^(?P<stem>.+)_spk(?P<index>[1-9][0-9]*)\.wav$")
+
+
+def is_separated_output(path: Path) -> bool:
+    """True for ``<stem>_spkN.wav`` next to both ``<stem>_spk1.wav`` and ``<stem>_spk2.wav``:
+    an earlier result of ``tdanet separate``, not a recording."""
+    match = SEPARATED_NAME.match(path.name)
+    if match is None:
+        return False
+    stem = match["stem"]
+    return all((path.parent / f"{stem}_spk{i}.wav").is_file() for i in (1, 2))
+
+
 def expand_inputs(
     inputs: Iterable[str], *, exclude: Path | None = None
-) -> tuple[list[InputFile], list[str]]:
+) -> tuple[list[InputFile], list[str], list[str]]:
     """Expand files, folders (recursively, by :data:`AUDIO_EXTENSIONS`) and glob patterns.
 
-    Returns the files in order (duplicates dropped) and one error line for each input that
-    names nothing usable. Files found inside a folder keep their path relative to it as
-    ``relative_dir``, so outputs can mirror the input tree. Folder searches skip the
-    ``exclude`` folder (the output folder, so earlier results are not separated again).
+    Returns the files in order (duplicates dropped), one error line for each input that
+    names nothing usable, and one note line for each folder or pattern in which earlier
+    outputs were skipped. Outputs mirror the input tree: files found inside a folder keep
+    their path relative to it as ``relative_dir``; files named directly or by a pattern
+    keep theirs relative to the deepest folder that holds them all, so two inputs with the
+    same name do not collide. Folder searches skip the ``exclude`` folder (the output
+    folder) when it lies inside the searched one, and folder and pattern searches skip
+    earlier results (:func:`is_separated_output`); files named directly are always kept.
     """
     skip = exclude.resolve() if exclude is not None else None
     found: list[InputFile] = []
     errors: list[str] = []
+    notes: list[str] = []
     seen: set[Path] = set()
+    # Files named directly or matched by a pattern; placed below their common folder at the end.
+    loose: list[tuple[int, Path]] = []
 
-    def add(path: Path, relative_dir: Path) -> None:
+    def add(path: Path, relative_dir: Path | None) -> None:
         key = path.resolve()
         if key not in seen:
             seen.add(key)
-            found.append(InputFile(path, relative_dir))
+            if relative_dir is None:
+                loose.append((len(found), path))
+            found.append(InputFile(path, relative_dir or Path()))
+
+    def without_outputs(name: str, files: list[Path]) -> list[Path]:
+        kept = [file for file in files if not is_separated_output(file)]
+        if len(kept) < len(files):
+            notes.append(
+                f"{name}: skipped {len(files) - len(kept)} earlier output(s) of tdanet separate "
+                "(<stem>_spkN.wav); name them as files to separate them"
+            )
+        return kept
 
     for text in inputs:
         path = Path(text).expanduser()
         if path.is_dir():
-            files = sorted(
+            folder = path.resolve()
+            # Only an output folder strictly inside the input is skipped: `-o .` hides nothing.
+            inside = skip is not None and skip != folder and skip.is_relative_to(folder)
+            excluded = skip if inside else None
+            candidates = sorted(
                 p
                 for p in path.rglob("*")
                 if p.is_file()
                 and is_audio_file(p)
-                and (skip is None or not p.resolve().is_relative_to(skip))
+                and (excluded is None or not p.resolve().is_relative_to(excluded))
             )
-            if not files:
+            files = without_outputs(str(path), candidates)
+            if not candidates:
                 errors.append(
                     f"{path}: folder holds no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})"
                 )
             for file in files:
                 add(file, file.parent.relative_to(path))
         elif path.exists():
-            add(path, Path())
+            add(path, None)
         elif glob.has_magic(text):
             matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text), recursive=True))
             files = [m for m in matches if m.is_file()]
             if not files:
                 errors.append(f"{text}: pattern matches no files")
-            for file in files:
-                add(file, Path())
+            for file in without_outputs(text, files):
+                add(file, None)
         else:
             errors.append(f"{text}: no such file or folder")
-    return found, errors
+    if loose:
+        parents = [Path(os.path.abspath(path.parent)) for _, path in loose]
+        common = Path(os.path.commonpath(parents))
+        for (index, path), parent in zip(loose, parents, strict=True):
+            found[index] = InputFile(path, parent.relative_to(common))
+    return found, errors, notes
 
 
 def _open_container(file: Path) -> Any:

@@ -28,13 +28,32 @@ COMMANDS: tuple[str, ...] = (
 )
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Adds ``(default: X)`` to an option's help when it has a default and its help does not
+    already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            # Identity, not equality: a default of 0 is shown, False (a flag's) is not.
+            and not any(default is none for none in (None, False, argparse.SUPPRESS))
+            and "default" not in text
+        ):
+            return f"{text} (default: %(default)s)"
+        return action.help
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tdanet", description="TDANet speech separation toolkit.")
     parser.add_argument("--version", action="version", version=f"tdanet {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         module = importlib.import_module(f"tdanet.commands.{name}")
-        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        sub = subparsers.add_parser(
+            name, help=module.HELP, description=module.HELP, formatter_class=DefaultsHelpFormatter
+        )
         module.add_arguments(sub)
         sub.set_defaults(handler=module.run)
     return parser

@@ -297,8 +297,10 @@ def _config_from_metadata(path: Path, metadata: dict[str, Any]) -> TDANetConfig:
 
 # Lengths the exported graph is checked on: very different from the export example.
 CHECK_LENGTHS: tuple[int, ...] = (1, 777, 16001)
-# Largest allowed difference between onnxruntime's and PyTorch's output.
-CHECK_TOLERANCE = 1e-4
+# Largest allowed difference between onnxruntime's and PyTorch's output, relative to the
+# output's peak: float32 rounds at 1.2e-7 of it and the two runtimes sum in different orders
+# (docs/efficiency.md), while a wrong graph is off by 1e-2 or more.
+CHECK_TOLERANCE = 1e-5
 
 
 def verify_onnx(
@@ -308,8 +310,12 @@ def verify_onnx(
     *,
     name: str | None = None,
 ) -> float:
-    """Run the exported file and the eager ``model`` on random inputs of ``lengths`` samples;
-    returns the largest absolute difference, raising :class:`ExportError` above 1e-4."""
+    """Run the exported file and the eager ``model`` on random inputs of ``lengths`` samples.
+
+    Returns the largest difference relative to the output's peak (max |onnx - torch| /
+    max |torch| per input, the worst input), raising :class:`ExportError` above
+    :data:`CHECK_TOLERANCE`.
+    """
     runtime = OnnxModel(path)
     generator = torch.Generator().manual_seed(0)
     worst = 0.0
@@ -317,10 +323,13 @@ def verify_onnx(
         waveform = torch.randn(1, length, generator=generator)
         with torch.inference_mode():
             expected = model(waveform)
-        worst = max(worst, (runtime(waveform) - expected).abs().max().item())
-    if worst > CHECK_TOLERANCE:
+        difference = (runtime(waveform) - expected).abs().max().item()
+        # A silent output (all zeros) must match exactly: any difference counts in full.
+        scale = expected.abs().max().item() or 1.0
+        worst = max(worst, difference / scale)
+    if not worst <= CHECK_TOLERANCE:
         raise ExportError(
-            f"{name or path}: onnxruntime's output differs from PyTorch's by {worst:.2e} "
-            f"(more than {CHECK_TOLERANCE:g}); please report this model configuration"
+            f"{name or path}: onnxruntime's output differs from PyTorch's by {worst:.2e} of its "
+            f"peak (more than {CHECK_TOLERANCE:g}); please report this model configuration"
         )
     return worst

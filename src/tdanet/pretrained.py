@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .checkpoint import load_checkpoint
 from .errors import CheckpointError
@@ -14,6 +16,11 @@ from .model import PRESETS, TFACM, TFACM_PRESETS, TDANet, TDANetConfig, TFACMCon
 # The release stores one file per hub repository under this name.
 HUB_FILENAME = "pytorch_model.bin"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+
+# Seconds to wait for a TCP connection to the hub before using the local cache only.
+HUB_CONNECT_TIMEOUT = 3.0
+# Environment variables that route HTTP through a proxy (which the hub check cannot see past).
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 # Checkpoints shipped inside the package (src/tdanet/assets/), usable offline.
 BUNDLED_MODELS: dict[str, str] = {"tdanet-demo": "tdanet-demo.pt"}
@@ -51,6 +58,11 @@ def load_model(
     if isinstance(source, TFACMConfig):
         return TFACM(source.replace(**config_overrides)).eval()
     text = os.fspath(source)
+    if Path(text).suffix.lower() == ".onnx":
+        raise CheckpointError(
+            f"{text}: an ONNX file runs with onnxruntime, not torch; pass --backend onnxruntime "
+            "(in Python: Separator(path, backend='onnxruntime') or tdanet.export.OnnxModel)"
+        )
     if text in PRESETS:
         return TDANet(PRESETS[text].replace(**config_overrides)).eval()
     if text in TFACM_PRESETS:
@@ -65,8 +77,22 @@ def load_model(
     if HUB_ID.match(text) and not text.startswith((".", "/", "~")):
         return load_checkpoint(download_from_hub(text), **config_overrides)
     raise CheckpointError(
-        f"{text}: no such file, preset or hub name; presets: {', '.join([*PRESETS, *TFACM_PRESETS])}; "
-        f"released models: {', '.join(RELEASED_MODELS)}"
+        f"{text}: no such file, model or hub name; bundled: {', '.join(BUNDLED_MODELS)} "
+        f"(the default); released: {', '.join(RELEASED_MODELS)}; untrained presets: "
+        f"{', '.join([*PRESETS, *TFACM_PRESETS])}"
+    )
+
+
+def untrained_note(name: str | os.PathLike[str]) -> str | None:
+    """One line saying that model ``name`` is a preset with random, untrained weights, or
+    None for a bundled model, checkpoint or hub name."""
+    text = os.fspath(name)
+    if text not in PRESETS and text not in TFACM_PRESETS:
+        return None
+    return (
+        f"{text} is an untrained preset (random weights), so its outputs are not separated "
+        f"speech; use the bundled {DEFAULT_MODEL} (the default), a released model such as "
+        f"{next(iter(RELEASED_MODELS))}, or a checkpoint you trained"
     )
 
 
@@ -91,25 +117,56 @@ def bundled_path(name: str) -> Path:
     return path
 
 
+def hub_reachable(endpoint: str, timeout: float = HUB_CONNECT_TIMEOUT) -> bool:
+    """Whether a TCP connection to the hub ``endpoint`` (a URL) opens within ``timeout`` s.
+
+    Behind a proxy (``HTTPS_PROXY`` and the like) the answer is always True: only the HTTP
+    client can tell whether the proxy reaches the hub.
+    """
+    if any(os.environ.get(key) for key in PROXY_VARIABLES):
+        return True
+    url = urlsplit(endpoint)
+    if url.hostname is None:
+        return True
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except (OSError, UnicodeError):
+        return False
+
+
 def download_from_hub(name: str) -> Path:
     """Fetch (or find in the local cache) the checkpoint of hub repository ``name[@revision]``."""
     repo_id, _, revision = name.partition("@")
     try:
         import huggingface_hub
+        from huggingface_hub import constants as hub_constants
     except ImportError:
         raise CheckpointError(
             f"{name}: loading hub models needs huggingface_hub; run `pip install huggingface_hub` "
             "or pass a local checkpoint file"
         ) from None
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+    endpoint = str(hub_constants.ENDPOINT)
+    # huggingface_hub retries an unreachable server for about half a minute: look first.
+    cache_only = not offline and not hub_reachable(endpoint)
     try:
         return Path(
             huggingface_hub.hf_hub_download(
-                repo_id=repo_id, filename=HUB_FILENAME, revision=revision or None
+                repo_id=repo_id,
+                filename=HUB_FILENAME,
+                revision=revision or None,
+                local_files_only=cache_only,
             )
         )
     except Exception as exc:  # network, offline mode, missing repo: all reported the same way
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-        why = "offline mode (HF_HUB_OFFLINE) is on" if offline else type(exc).__name__
+        if offline:
+            why = "offline mode (HF_HUB_OFFLINE) is on"
+        elif cache_only:
+            why = f"{endpoint} cannot be reached"
+        else:
+            why = type(exc).__name__
         raise CheckpointError(
             f"{name}: could not download {HUB_FILENAME} from the Hugging Face Hub and it is not "
             f"in the local cache ({why}); connect to the internet, or download it elsewhere and "

@@ -332,7 +332,8 @@ class Separator:
         channel count (downmixed to mono). ``audio_format`` is one of
         :data:`tdanet.audio.OUTPUT_FORMATS`, ``subtype`` the libsndfile subtype of a WAV or
         FLAC output (16-bit PCM by default; see :func:`tdanet.audio.output_subtype`). Two
-        passes with memory bounded by the chunk size: pass 1 streams the file through the
+        passes with memory bounded by the chunk size. A silent file is refused before any
+        model call (:func:`tdanet.audio.is_silent`); pass 1 streams the file through the
         model into a float32 scratch file in ``out_dir`` and records the output peak; pass 2
         applies :func:`peak_limit_gain` and writes the outputs under temporary names, renamed
         when all are complete. Existing outputs are refused unless ``overwrite``. Temporary
@@ -352,6 +353,10 @@ class Separator:
             )
         if info.exact_frames:
             self.check_length(str(info.path), info.frames, info.sample_rate)
+        if audio.is_silent(info):
+            raise AudioContentError(
+                f"{info.path}: is silent (all samples are zero); nothing to separate"
+            )
         outputs = output_paths(info.path, out_dir, self.num_sources, audio_format)
         audio.check_writable(outputs, overwrite=overwrite)
         for output in outputs:

@@ -123,3 +123,33 @@ def test_mix_and_evaluate_read_ffmpeg_formats(
     assert code == 0, err
     with out.open() as handle:
         assert len(list(csv.DictReader(handle))) == 3
+
+
+def test_mix_names_only_the_splits_it_wrote_with_the_path_as_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_speaker_corpus(tmp_path / "corpus", speakers=6)
+    monkeypatch.chdir(tmp_path)
+    args = ["--sample-rate", "8000", "--test", "2", "--valid-speakers", "2", "--test-speakers", "2"]
+    code, out, _ = cli(capsys, "mix", "corpus", "mixed", *args)
+    assert code == 0
+    expected = Path("mixed") / "wav8k" / "min"
+    assert out.strip() == f"mixtures written under {expected} (splits: test; metadata/)"
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("serve", ["(default: 127.0.0.1)", "(default: 8000)", "(default: 100.0)", "(default: 4)"]),
+        ("mix", ["(default: min)", "(default: loudness)", "(default: 0.1)", "(default: 0)"]),
+    ],
+)
+def test_help_shows_the_defaults(
+    command: str, shown: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for default in shown:
+        assert default in text
+    assert "(default: False)" not in text and "(default: None)" not in text

@@ -129,7 +129,9 @@ def test_unwritable_output_folder_and_wrong_backend_file(
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the output folder should be")
     assert main(["separate", str(tmp_path / "a.wav"), "-o", str(blocker / "out"), *MODEL]) == 1
-    assert f"{blocker}: is a file, not a folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{blocker}: is a file, not a folder" in err
+    assert "tdanet separate: warning: tdanet-tiny is an untrained preset" in err
 
     bad_model = ["--backend", "onnxruntime", "--model", str(tmp_path / "m.pt")]
     assert main(["separate", str(tmp_path / "a.wav"), *bad_model]) == 1
@@ -256,3 +258,65 @@ def test_truncated_wav_is_separated_with_a_warning_naming_the_frames(
     capsys.readouterr()
     assert main(["separate", str(whole), "-o", str(tmp_path / "out"), "--quiet", *MODEL]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_output_folder_may_be_the_input_folder_and_earlier_outputs_are_not_inputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "takes"
+    folder.mkdir()
+    sf.write(folder / "good.wav", speech_like(1.0, 16000), 16000)
+    assert main(["separate", str(folder), "-o", str(folder), "--quiet", *MODEL]) == 0
+    assert files_under(folder) == ["good.wav", "good_spk1.wav", "good_spk2.wav"]
+    capsys.readouterr()
+
+    other = tmp_path / "other"
+    assert main(["separate", str(folder), "-o", str(other), "--quiet", *MODEL]) == 0
+    captured = capsys.readouterr()
+    assert f"note: {folder}: skipped 2 earlier output(s)" in captured.err
+    assert files_under(other) == ["good_spk1.wav", "good_spk2.wav"]
+    # Named as a file, an earlier output is separated like any recording.
+    named = ["separate", str(folder / "good_spk1.wav"), "-o", str(other), "--quiet", *MODEL]
+    assert main(named) == 0
+    assert "good_spk1_spk1.wav" in files_under(other)
+
+
+def test_skip_existing_finishes_an_interrupted_batch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for seed, name in enumerate(("a.wav", "b.wav")):
+        sf.write(folder / name, speech_like(1.0, 16000, seed=seed), 16000)
+    out = tmp_path / "out"
+    assert main(["separate", str(folder / "a.wav"), "-o", str(out), "--quiet", *MODEL]) == 0
+    before = (out / "a_spk1.wav").read_bytes()
+    capsys.readouterr()
+
+    argv = ["separate", str(folder), "-o", str(out), "--quiet", *MODEL]
+    assert main([*argv, "--skip-existing"]) == 0
+    captured = capsys.readouterr()
+    assert f"{folder / 'a.wav'}: skipped, its outputs exist" in captured.out
+    assert "separated 1 file(s)" in captured.out
+    assert "1 skipped (outputs exist); 0 failed" in captured.out
+    assert files_under(out) == ["a_spk1.wav", "a_spk2.wav", "b_spk1.wav", "b_spk2.wav"]
+    assert (out / "a_spk1.wav").read_bytes() == before
+    # Without it, existing outputs are still failures.
+    assert main(argv) == 1
+
+
+def test_files_and_globs_mirror_their_folders_below_the_common_parent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for seed, day in enumerate(("mon", "tue")):
+        (tmp_path / "in" / day).mkdir(parents=True)
+        sf.write(tmp_path / "in" / day / "take.wav", speech_like(1.0, 16000, seed=seed), 16000)
+    explicit = [str(tmp_path / "in" / day / "take.wav") for day in ("mon", "tue")]
+    out = tmp_path / "out"
+    assert main(["separate", *explicit, "-o", str(out), "--quiet", *MODEL]) == 0
+    expected = ["mon/take_spk1.wav", "mon/take_spk2.wav", "tue/take_spk1.wav", "tue/take_spk2.wav"]
+    assert files_under(out) == expected
+    globbed = tmp_path / "globbed"
+    pattern = str(tmp_path / "in" / "*" / "take.wav")
+    assert main(["separate", pattern, "-o", str(globbed), "--quiet", *MODEL]) == 0
+    assert files_under(globbed) == expected

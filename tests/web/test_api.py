@@ -21,7 +21,7 @@ from tdanet.audio import load_audio
 from tdanet.separate import Separator
 from tdanet.web import WebSettings, WebSettingsError, create_app
 from tdanet.web.errors import ApiError
-from tdanet.web.service import read_mono
+from tdanet.web.service import archive_stem, read_mono
 from tdanet.web.uploads import display_name
 
 from ..media import FORMATS, make, video_only
@@ -146,13 +146,24 @@ def test_separate_returns_one_wav_per_source_at_the_input_rate(
 
 
 def test_zip_format_holds_a_wav_per_source_and_the_mixture(server: str) -> None:
-    response = post_file(server, audio_bytes(0.4), params={"format": "zip", "mixture": "true"})
+    response = post_file(
+        server, audio_bytes(0.4), "team call.wav", params={"format": "zip", "mixture": "true"}
+    )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
-        assert sorted(archive.namelist()) == ["mixture.wav", "speaker1.wav", "speaker2.wav"]
-        samples, rate = sf.read(io.BytesIO(archive.read("speaker2.wav")))
+        names = ["team_call_mixture.wav", "team_call_spk1.wav", "team_call_spk2.wav"]
+        assert sorted(archive.namelist()) == names
+        samples, rate = sf.read(io.BytesIO(archive.read("team_call_spk2.wav")))
     assert rate == 16000 and samples.shape == (6400,)
+
+
+@pytest.mark.parametrize(
+    ("name", "stem"),
+    [("talk.flac", "talk"), ("../../x y.wav", "x_y"), (".hidden", "hidden"), ("", "upload")],
+)
+def test_zip_entries_are_named_after_the_upload(name: str, stem: str) -> None:
+    assert archive_stem(name) == stem
 
 
 def multipart(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from .conftest import audio_bytes
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+# Set by .ci/run, which installs Chromium: there a missing browser fails instead of skipping.
+REQUIRE_BROWSER = "TDANET_REQUIRE_BROWSER"
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -28,14 +31,33 @@ CHROMIUM_FLAGS = (
 )
 
 
+def require_browser() -> None:
+    """Skip (fail in CI) when Debian's chromium or chromedriver is not installed."""
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if shutil.which(path) is None]
+    if not missing:
+        return
+    reason = (
+        f"{', '.join(missing)} not found: install Debian's chromium and chromium-driver "
+        "(`apt-get install -y chromium chromium-driver`, as .ci/run does) to run the page test"
+    )
+    if os.environ.get(REQUIRE_BROWSER):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def test_a_missing_browser_skips_here_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(f"{__name__}.CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.delenv(REQUIRE_BROWSER, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="chromium.* not found: install"):
+        require_browser()
+    monkeypatch.setenv(REQUIRE_BROWSER, "1")
+    with pytest.raises(pytest.fail.Exception, match="chromium.* not found: install"):
+        require_browser()
+
+
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if shutil.which(path) is None]
-    if missing:
-        pytest.fail(
-            f"{', '.join(missing)} not found: install Debian's chromium and chromium-driver "
-            "(`apt-get install -y chromium chromium-driver`, as .ci/run does)"
-        )
+    require_browser()
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS:

@@ -110,7 +110,7 @@ def test_serve_reports_a_busy_port_in_one_line(capsys: pytest.CaptureFixture[str
         (["--work-dir", "/proc/1/x"], "/proc/1/x: cannot create the working folder"),
         (["--upload-timeout", "nan"], "upload time limit must be a positive number"),
         (["--max-uploads", "0"], "concurrent uploads must be at least 1, got 0"),
-        (["--model", "missing.pt"], "missing.pt: no such file, preset or hub name"),
+        (["--model", "missing.pt"], "missing.pt: no such file, model or hub name"),
     ],
 )
 def test_serve_rejects_bad_settings_in_one_line(

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate_to_csv, evaluation_dataset
     from ..fast import optimize_for_inference
     from ..pretrained import load_model, require_tdanet
+    from . import warn_if_untrained
 
     csv_path = Path(args.csv)
     if csv_path.exists() and not args.force:
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     model = require_tdanet(load_model(args.model), "tdanet evaluate")
     rate = model.config.sample_rate
     dataset = evaluation_dataset(Path(args.data), rate, args.mix_dir)
+    warn_if_untrained("evaluate", args.model)
 
     def progress(done: int, total: int) -> None:
         print(f"\r{done}/{total} mixtures", end="" if done < total else "\n", file=sys.stderr)

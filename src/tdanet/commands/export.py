@@ -26,11 +26,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..export import CHECK_LENGTHS, ExportError, export_onnx
     from ..pretrained import load_model, require_tdanet
+    from . import warn_if_untrained
 
     output = Path(args.output)
     if output.exists() and not args.force:
         raise ExportError(f"{output}: already exists; pass --force to overwrite it")
     model = require_tdanet(load_model(args.model), "tdanet export")
+    warn_if_untrained("export", args.model)
     lengths = () if args.no_check else CHECK_LENGTHS
     export_onnx(model, output, check_lengths=lengths)
     sizes = ", ".join(map(str, lengths))

@@ -57,7 +57,7 @@ def held_out(value: float) -> float | int:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.mixing import MixingConfig
-    from ..data.writer import write_mixtures
+    from ..data.writer import DISK_SPLITS, write_mixtures
 
     config = MixingConfig(
         num_sources=args.sources,
@@ -72,10 +72,11 @@ def run(args: argparse.Namespace) -> int:
         end = "\n" if done == total else ""
         print(f"\r{split}: {done}/{total} mixtures", end=end, file=sys.stderr)
 
+    counts = {"train": args.train, "valid": args.valid, "test": args.test}
     folder = write_mixtures(
         args.source,
         Path(args.out),
-        {"train": args.train, "valid": args.valid, "test": args.test},
+        counts,
         config,
         seed=args.seed,
         valid_speakers=held_out(args.valid_speakers),
@@ -83,5 +84,8 @@ def run(args: argparse.Namespace) -> int:
         noise_root=None if args.noise is None else Path(args.noise),
         progress=progress if sys.stderr.isatty() else None,
     )
-    print(f"mixtures written under {folder} (splits: train, dev, test; metadata/)")
+    # Shown as the user wrote OUT, like the other commands' paths, not resolved.
+    shown = Path(args.out) / folder.relative_to(Path(args.out).expanduser().resolve())
+    written = ", ".join(DISK_SPLITS[split] for split, count in counts.items() if count > 0)
+    print(f"mixtures written under {shown} (splits: {written}; metadata/)")
     return 0

@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o",
         "--output-dir",
         default="separated",
-        help="output folder; inputs found in a folder keep their sub-folders (default: separated)",
+        help="output folder; inputs keep their sub-folders below the folder given, or below "
+        "the deepest folder holding all files and pattern matches (default: separated)",
     )
     parser.add_argument(
         "--model",
@@ -69,7 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="audio stream to separate in files with several, counted from 0 (default: 0)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    existing.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip inputs whose outputs all exist (finish an interrupted batch)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -80,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import TDANetError
     from ..pretrained import DEFAULT_MODEL
     from ..separate import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, Separator, output_paths
+    from . import warn_if_untrained
 
     if args.threads is not None:
         import torch
@@ -89,16 +97,19 @@ def run(args: argparse.Namespace) -> int:
         raise TDANetError(f"--stream must be 0 or more, got {args.stream}")
     subtype = audio.output_subtype(args.audio_format, args.bit_depth)
     out_root = Path(args.output_dir)
-    files, failures = audio.expand_inputs(args.inputs, exclude=out_root)
+    files, failures, notes = audio.expand_inputs(args.inputs, exclude=out_root)
     for line in failures:
         _error(line)
+    for line in notes:
+        print(f"tdanet separate: note: {line}", file=sys.stderr)
     chunk = DEFAULT_CHUNK_SECONDS if args.chunk_seconds is None else args.chunk_seconds
     overlap = DEFAULT_OVERLAP_SECONDS if args.overlap_seconds is None else args.overlap_seconds
     if not files:
         return 1
+    model = DEFAULT_MODEL if args.model is None else args.model
     try:
         separator = Separator(
-            DEFAULT_MODEL if args.model is None else args.model,
+            model,
             device=args.device,
             chunk_seconds=chunk,
             overlap_seconds=overlap,
@@ -108,16 +119,19 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(exc, TDANetError):
             raise
         raise TDANetError(str(exc)) from None
+    warn_if_untrained("separate", model)
 
     claimed: dict[Path, Path] = {}
     done = 0
+    skipped = 0
     seconds = 0.0
     failed = len(failures)
     start = time.perf_counter()
     overall = tqdm(files, desc="files", unit="file", disable=args.quiet or None, leave=False)
     for item in overall:
         out_dir = out_root / item.relative_dir
-        first_output = output_paths(item.path, out_dir, separator.num_sources, args.audio_format)[0]
+        outputs = output_paths(item.path, out_dir, separator.num_sources, args.audio_format)
+        first_output = outputs[0]
         if first_output in claimed:
             _error(
                 f"{item.path}: its outputs would overwrite those of {claimed[first_output]}; "
@@ -126,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             continue
         claimed[first_output] = item.path
+        if args.skip_existing and all(path.is_file() for path in outputs):
+            skipped += 1
+            tqdm.write(f"{item.path}: skipped, its outputs exist")
+            continue
         try:
             info = audio.audio_info(item.path, args.stream)
             if len(info.streams) > 1:
@@ -169,8 +187,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{item.path} -> {', '.join(str(p) for p in outputs)}")
     elapsed = time.perf_counter() - start
     rate = f", {elapsed / seconds:.2f} s per second of audio" if seconds else ""
+    kept = f"; {skipped} skipped (outputs exist)" if args.skip_existing else ""
     print(
-        f"separated {done} file(s), {seconds:.1f} s of audio, in {elapsed:.1f} s{rate}; "
+        f"separated {done} file(s), {seconds:.1f} s of audio, in {elapsed:.1f} s{rate}{kept}; "
         f"{failed} failed"
     )
     return 1 if failed else 0

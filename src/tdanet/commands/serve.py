@@ -96,6 +96,7 @@ def listen_socket(host: str, port: int) -> socket.socket:
 
 def run(args: argparse.Namespace) -> int:
     from ..pretrained import DEFAULT_MODEL
+    from . import warn_if_untrained
 
     try:
         import uvicorn
@@ -138,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         sock = listen_socket(args.host, args.port)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
+        warn_if_untrained("serve", model)
         print(f"tdanet serve: http://{shown}:{port}/ (model {model}; Ctrl-C to stop)", flush=True)
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))

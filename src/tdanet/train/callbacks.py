@@ -1,15 +1,18 @@
 """Callbacks: checkpoints in this package's format (``best.pt``, ``last.pt``), early stopping,
-progress bar."""
+progress bar, a time budget that includes the final validation."""
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, TQDMProgressBar
+from lightning.pytorch.utilities import rank_zero_info
 
 from ..checkpoint import save_checkpoint
 from ..errors import TrainingError
@@ -101,3 +104,81 @@ class ProgressBar(TQDMProgressBar):
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
         return items
+
+
+class TimeBudget(L.Callback):
+    """``trainer.max_time`` that includes the validation run after the time is up.
+
+    Lightning's own limit stops training after the batch that crosses it and then still runs
+    a full validation, so a run could overrun by one validation. This stops training as soon
+    as the time spent plus the expected validation time reaches the budget. The expected
+    time is that of the last full validation, or, before the first one, the one-batch sanity
+    check scaled to the validation set. Time spent before a resume is kept in the
+    checkpoint, under the key of Lightning's timer so that its saved state carries over.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self.spent = 0.0  # seconds of earlier sessions, restored on resume
+        self.validation = 0.0  # expected seconds of one full validation
+        self._started: float | None = None
+        self._validation_started = 0.0
+
+    @property
+    def state_key(self) -> str:
+        return "Timer"
+
+    def elapsed(self) -> float:
+        """Seconds this run has trained so far, earlier sessions included."""
+        return self.spent + (0.0 if self._started is None else self.clock() - self._started)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = self.clock()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A resumed run whose budget is already spent trains no further.
+        trainer.should_stop = trainer.should_stop or self.elapsed() >= self.seconds
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._validation_started = self.clock()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        took = self.clock() - self._validation_started
+        if trainer.sanity_checking:
+            ran = sum(trainer.num_sanity_val_batches)
+            if ran and not self.validation:
+                self.validation = took * sum(trainer.num_val_batches) / ran
+        else:
+            self.validation = took
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        stop = bool(trainer.strategy.broadcast(self.elapsed() + self.validation >= self.seconds))
+        if stop and not trainer.should_stop:
+            too_long = (
+                " (validation alone takes longer than trainer.max_time: lower "
+                "data.valid_items or trainer.limit_val_batches)"
+                if self.validation >= self.seconds
+                else ""
+            )
+            rank_zero_info(
+                f"Time limit: stopping after {self.elapsed():.0f} s of {self.seconds:.0f} s, "
+                f"leaving {self.validation:.0f} s for the final validation{too_long}."
+            )
+        trainer.should_stop = trainer.should_stop or stop
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"time_elapsed": {"train": self.elapsed()}, "validation_seconds": self.validation}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.spent = float(state_dict.get("time_elapsed", {}).get("train", 0.0))
+        self.validation = float(state_dict.get("validation_seconds", 0.0))
+
+
+def parse_max_time(text: str) -> float:
+    """``DD:HH:MM:SS`` (as Lightning reads ``max_time``) in seconds; ValueError if malformed."""
+    parts = text.strip().split(":")
+    if len(parts) != 4 or not all(part.strip().isdigit() for part in parts):
+        raise ValueError(f"expected DD:HH:MM:SS, e.g. 00:01:30:00, got {text!r}")
+    days, hours, minutes, seconds = (int(part) for part in parts)
+    return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)

@@ -25,6 +25,12 @@ LOG = logging.getLogger(__name__)
 RESUME_FILE = "resume"
 # The top level's LA module gets no gradient (docs/architecture.md), so DDP must allow it.
 DDP_STRATEGY = "ddp_find_unused_parameters_true"
+# Loggers Lightning's rank-zero messages (its "💡 Tip" advertisements among them) go through.
+TIP_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+    "lightning_utilities.core.rank_zero",
+)
 
 
 @dataclass
@@ -125,7 +131,13 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     from lightning.pytorch.utilities import rank_zero_only
 
-    from .callbacks import PackageCheckpoint, ProgressBar, RecipeEarlyStopping
+    from .callbacks import (
+        PackageCheckpoint,
+        ProgressBar,
+        RecipeEarlyStopping,
+        TimeBudget,
+        parse_max_time,
+    )
     from .datamodule import SeparationDataModule, build_training_data
     from .module import SeparationModule
 
@@ -140,11 +152,21 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
     unknown = sorted(set(recipe.trainer.loggers) - {"csv", "tensorboard"})
     if unknown:
         raise ConfigError(f"trainer.loggers: unknown logger {unknown[0]!r}; use csv, tensorboard")
+    options = recipe.trainer
+    budget = None
+    if options.max_time is not None:
+        try:
+            budget = TimeBudget(parse_max_time(options.max_time))
+        except ValueError as exc:
+            raise ConfigError(f"trainer.max_time: {exc}") from None
     L.seed_everything(recipe.seed, workers=True, verbose=False)
     data = build_training_data(recipe.data, recipe.seed)
     for line in data.skipped:
         LOG.warning("skipped: %s", line)
     model = build_model(recipe)
+    module = SeparationModule(model, recipe.optim, recipe.seed)
+    if ckpt_path is not None:
+        check_resume_file(ckpt_path, module)
     rank_zero_only(write_run_files)(output, recipe, data.speaker_splits)
 
     package_checkpoint = PackageCheckpoint(checkpoints, recipe.to_dict())
@@ -171,7 +193,9 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     if recipe.trainer.progress_bar:
         callbacks.append(ProgressBar())
-    options = recipe.trainer
+    if budget is not None:
+        callbacks.append(budget)
+    hide_lightning_tips()
     trainer = L.Trainer(
         accelerator=options.accelerator,
         devices=options.devices,
@@ -179,12 +203,18 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
         strategy=trainer_strategy(recipe),
         precision=options.precision,  # type: ignore[arg-type]
         max_epochs=options.max_epochs,
-        max_time=options.max_time,
+        # TimeBudget replaces Lightning's max_time, which overran by a final validation.
+        max_time=None,
         limit_train_batches=options.limit_train_batches,
         limit_val_batches=options.limit_val_batches,
         log_every_n_steps=options.log_every_n_steps,
         enable_progress_bar=options.progress_bar,
-        num_sanity_val_steps=options.num_sanity_val_steps,
+        # The time budget times a one-batch sanity validation to foresee the first full one.
+        num_sanity_val_steps=(
+            max(1, options.num_sanity_val_steps)
+            if budget is not None
+            else options.num_sanity_val_steps
+        ),
         gradient_clip_val=recipe.optim.grad_clip,
         gradient_clip_algorithm="norm",
         callbacks=callbacks,
@@ -192,7 +222,6 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
         use_distributed_sampler=False,
         enable_model_summary=False,
     )
-    module = SeparationModule(model, recipe.optim, recipe.seed)
     trainer.fit(
         module,
         datamodule=SeparationDataModule(data, recipe.data, recipe.seed),
@@ -209,6 +238,57 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
         trainer.global_step,
         data.skipped,
     )
+
+
+def check_resume_file(path: Path, module: Any) -> None:
+    """Refuse in one line a resume file that is empty, truncated, unsafe or not the Lightning
+    state of a run with this model (Lightning itself raises raw EOFError, KeyError, ...)."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for empty, truncated or unsafe files
+        text = str(exc).strip()
+        reason = text.splitlines()[0].split(". ")[0][:200] if text else type(exc).__name__
+        if "weights_only" in text or "Unsupported global" in text:
+            reason = "it contains pickled code or objects, which are never executed"
+        raise ConfigError(
+            f"{path}: not a readable training checkpoint ({reason}); pass the resume.ckpt "
+            "of an earlier run (in its checkpoints/ folder)"
+        ) from None
+    if not isinstance(state, dict) or not {"pytorch-lightning_version", "loops"} <= set(state):
+        model_file = isinstance(state, dict) and bool({"format_version", "model_args"} & set(state))
+        hint = (
+            "it holds model weights only; start from them with model.init_from=PATH"
+            if model_file
+            else "pass the resume.ckpt of an earlier run (in its checkpoints/ folder)"
+        )
+        raise ConfigError(f"{path}: not a training checkpoint written by tdanet train; {hint}")
+    weights = state.get("state_dict")
+    expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
+    found = (
+        {name: tuple(t.shape) for name, t in weights.items() if isinstance(t, torch.Tensor)}
+        if isinstance(weights, dict)
+        else {}
+    )
+    if found != expected:
+        raise ConfigError(
+            f"{path}: this training checkpoint is for another model configuration than the "
+            "recipe's; resume with the recipe of that run (its recipe.yaml)"
+        )
+
+
+def hide_lightning_tips() -> None:
+    """Drop Lightning's "💡 Tip" lines, which advertise its cloud services."""
+    for name in TIP_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoTips) for f in logger.filters):
+            logger.addFilter(_NoTips())
+
+
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
 
 
 def log_version(output: Path, kind: str) -> str:

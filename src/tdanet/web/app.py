@@ -438,7 +438,7 @@ def create_app(
                     warnings = upload_warnings(header, upload, name)
                     if format == "zip":
                         payload = await anyio.to_thread.run_sync(
-                            encode_zip, result, mixture, audio_format, subtype
+                            encode_zip, result, mixture, name, audio_format, subtype
                         )
                         headers = {"Content-Disposition": 'attachment; filename="separated.zip"'}
                         if warnings:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import time
 import zipfile
 from dataclasses import dataclass
@@ -148,19 +149,31 @@ def source_name(index: int) -> str:
     return f"speaker{index + 1}"
 
 
+def archive_stem(name: str) -> str:
+    """The client's file name without its extension, reduced to letters, digits, ``.``, ``-``
+    and ``_`` and not starting with a dot, so that it is a plain name in any unzip tool."""
+    stem = re.sub(r"[^\w.-]", "_", Path(name).stem).lstrip(".")
+    return stem[:100] or "upload"
+
+
 def encode_zip(
-    result: Separated, include_mixture: bool, audio_format: str = "wav", subtype: str | None = None
+    result: Separated,
+    include_mixture: bool,
+    name: str,
+    audio_format: str = "wav",
+    subtype: str | None = None,
 ) -> bytes:
-    """A zip of ``speaker<i>.<audio_format>`` per source (and ``mixture.<audio_format>``),
-    stored uncompressed."""
+    """A zip of ``<stem>_spk<i>.<audio_format>`` per source (and ``<stem>_mixture``) for the
+    client's file ``name``, as ``tdanet separate`` names its outputs; stored uncompressed."""
+    stem = archive_stem(name)
     buffer = io.BytesIO()
-    tracks = [(source_name(i), source) for i, source in enumerate(result.sources)]
+    tracks = [(f"spk{i + 1}", source) for i, source in enumerate(result.sources)]
     if include_mixture:
         tracks.append(("mixture", result.mixture))
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for stem, samples in tracks:
+        for track, samples in tracks:
             archive.writestr(
-                f"{stem}.{audio_format}",
+                f"{stem}_{track}.{audio_format}",
                 encode_track(samples, result.sample_rate, audio_format, subtype),
             )
     return buffer.getvalue()
