@@ -386,8 +386,9 @@ def test_output_format_choice(server: str) -> None:
     response = post_file(server, audio_bytes(0.4, 44100), params=params)
     assert response.status_code == 200, response.text
     with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
-        assert sorted(archive.namelist()) == ["mixture.flac", "speaker1.flac", "speaker2.flac"]
-        info = sf.info(io.BytesIO(archive.read("speaker1.flac")))
+        # Named after the upload (`mix.wav`), as `tdanet separate` names its outputs.
+        assert sorted(archive.namelist()) == ["mix_mixture.flac", "mix_spk1.flac", "mix_spk2.flac"]
+        info = sf.info(io.BytesIO(archive.read("mix_spk1.flac")))
     assert (info.format, info.subtype, info.samplerate) == ("FLAC", "PCM_24", 44100)
 
     response = post_file(server, audio_bytes(0.4, 44100), params={"audio_format": "opus"})
