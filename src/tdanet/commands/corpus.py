@@ -17,7 +17,7 @@ def default_cache() -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..data.corpus import DEFAULT_SOURCES, SOURCES
+    from ..corpus.sources import DEFAULT_SOURCES, SOURCES
 
     parser.add_argument("--out", type=Path, default=None, help="new folder for the speech corpus")
     parser.add_argument(
@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.corpus import occupied
+    from ..corpus.build import occupied
     from ..errors import CorpusError
 
     if args.out is None and args.noise_out is None:
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         build_speech(args)
     if args.noise_out is not None:
-        from ..data.noise_corpus import build_noise_corpus
+        from ..corpus.noise import build_noise_corpus
 
         rows = build_noise_corpus(args.noise_out, args.cache or default_cache())
         minutes = sum(float(r["seconds"]) for r in rows) / 60
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_speech(args: argparse.Namespace) -> None:
-    from ..data.corpus import build_corpus
+    from ..corpus.build import build_corpus
 
     summaries = build_corpus(
         args.out,

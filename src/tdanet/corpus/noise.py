@@ -22,14 +22,14 @@ import numpy as np
 import soundfile as sf
 
 from ..atomic import staging_directory
+from ..audio import resample
 from ..errors import CorpusError
-from .corpus import (
+from .build import (
     SAMPLE_RATE,
     apt_fetcher,
     find_ffmpeg,
     load_recording,
     occupied,
-    resample,
     safe_name,
 )
 
