@@ -25,7 +25,7 @@ import torch
 from tdanet.evaluation import mean_si_snri
 from tdanet.train import load_recipe, train
 from tdanet.train.datamodule import build_training_data
-from tdanet.train.run import build_model
+from tdanet.train.run import initial_model
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "small-cpu.yaml"
 
@@ -58,7 +58,7 @@ def main() -> int:
         valid = build_training_data(recipe.data, recipe.seed).valid
         items = [valid[i] for i in range(len(valid))]  # type: ignore[arg-type]
         torch.manual_seed(recipe.seed)
-        untrained = copy.deepcopy(build_model(recipe)).eval()
+        untrained = copy.deepcopy(initial_model(recipe)).eval()
         baseline = mean_si_snri(untrained, items)
         start = time.perf_counter()
         result = train(recipe)

@@ -169,3 +169,8 @@ def test_folder_search_skips_the_output_folder(tmp_path: Path) -> None:
     (tmp_path / "separated" / "take_spk1.wav").write_bytes(b"")
     files, errors, _ = audio.expand_inputs([str(tmp_path)], exclude=tmp_path / "separated")
     assert [f.path.name for f in files] == ["take.wav"] and errors == []
+
+
+def test_peak_limit_gain() -> None:
+    assert audio.peak_limit_gain(0.5) == 1.0
+    assert audio.peak_limit_gain(3.0) * 3.0 == pytest.approx(0.99)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tdanet.losses import (
-    best_permutation,
     pairwise_si_snr,
+    pit_best_permutation,
     pit_neg_si_snr,
     pit_si_snr,
     reorder_sources,
@@ -50,7 +50,7 @@ def test_pairwise_layout_is_estimate_by_target() -> None:
     a, b = torch.randn(1000), torch.randn(1000)
     pw = pairwise_si_snr(torch.stack([a, b])[None], torch.stack([b, a])[None])
     assert pw[0, 0, 1] > 50 and pw[0, 1, 0] > 50 and pw[0, 0, 0] < 10
-    _, perm = best_permutation(pw)
+    _, perm = pit_best_permutation(pw)
     assert perm.tolist() == [[1, 0]]
 
 

@@ -17,7 +17,6 @@ from tdanet.separate import (
     iter_chunks,
     least_squares_gains,
     output_paths,
-    peak_limit_gain,
     separate_blocks,
 )
 
@@ -160,11 +159,6 @@ def test_overlap_add_reassembles_consistently_ordered_chunks() -> None:
         pieces.append(joiner.push(chunk, last=stop == 1000))
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), truth, atol=1e-6)
     assert joiner.permutations == [(1, 0), (0, 1), (1, 0)]
-
-
-def test_peak_limit_gain() -> None:
-    assert peak_limit_gain(0.5) == 1.0
-    assert peak_limit_gain(3.0) * 3.0 == pytest.approx(0.99)
 
 
 # --- Separator on arrays --------------------------------------------------------------

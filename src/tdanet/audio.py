@@ -109,6 +109,8 @@ _CODEC_RATES: dict[str, tuple[int, ...]] = {
 DEFAULT_BLOCK_FRAMES = 48_000
 # soxr quality used both ways (input rate -> model rate -> input rate).
 RESAMPLE_QUALITY = "HQ"
+# Largest absolute sample this package writes: a little headroom below full scale.
+PEAK_LIMIT = 0.99
 
 
 class TruncatedAudioWarning(UserWarning):
@@ -409,6 +411,11 @@ def resample(samples: np.ndarray, rate_in: int, rate_out: float) -> np.ndarray:
     data = np.ascontiguousarray(np.moveaxis(samples, -1, 0)).astype(np.float32, copy=False)
     out = soxr.resample(data, rate_in, rate_out, quality=RESAMPLE_QUALITY)
     return np.ascontiguousarray(np.moveaxis(out, 0, -1))
+
+
+def peak_limit_gain(peak: float, limit: float = PEAK_LIMIT) -> float:
+    """Common factor (<= 1) that brings the largest absolute sample ``peak`` down to ``limit``."""
+    return 1.0 if peak <= limit else limit / peak
 
 
 def fit_length(samples: np.ndarray, length: int) -> np.ndarray:

@@ -51,7 +51,7 @@ def permutations_tensor(num_sources: int) -> torch.Tensor:
     return torch.tensor(permutations_list(num_sources), dtype=torch.long)
 
 
-def best_permutation(pairwise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def pit_best_permutation(pairwise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Best assignment from a (B, C, C) score matrix (higher is better).
 
     Returns the mean score of the best assignment per item (B,) and the assignment (B, C):
@@ -81,7 +81,7 @@ def pit_si_snr(estimates: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Te
         raise ValueError(
             f"estimates {tuple(estimates.shape)} and targets {tuple(targets.shape)} differ"
         )
-    return best_permutation(pairwise_si_snr(estimates, targets))
+    return pit_best_permutation(pairwise_si_snr(estimates, targets))
 
 
 def pit_neg_si_snr(estimates: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -12,23 +12,24 @@ import itertools
 from typing import Any
 
 import numpy as np
+import torch
 
-EPS = 1e-8
+from .losses import EPS
+from .losses import si_snr as si_snr_tensor
+
 PESQ_RATES = {8000: "nb", 16000: "wb"}
 
 
 def si_snr(estimate: np.ndarray, reference: np.ndarray, eps: float = EPS) -> np.ndarray:
-    """Scale-invariant SNR in dB over the last axis: (..., T), (..., T) -> (...)."""
-    estimate = np.asarray(estimate, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
-    estimate = estimate - estimate.mean(-1, keepdims=True)
-    reference = reference - reference.mean(-1, keepdims=True)
-    scale = (estimate * reference).sum(-1, keepdims=True) / (
-        (reference**2).sum(-1, keepdims=True) + eps
-    )
-    target = scale * reference
-    noise = estimate - target
-    return np.asarray(10 * np.log10(((target**2).sum(-1) + eps) / ((noise**2).sum(-1) + eps)))
+    """Scale-invariant SNR in dB over the last axis: (..., T), (..., T) -> (...), in float64.
+
+    The training loss's formula (:func:`tdanet.losses.si_snr`), so scores and losses agree.
+    """
+    return si_snr_tensor(
+        torch.from_numpy(np.asarray(estimate, dtype=np.float64)),
+        torch.from_numpy(np.asarray(reference, dtype=np.float64)),
+        eps,
+    ).numpy()
 
 
 def best_order(estimates: np.ndarray, references: np.ndarray) -> tuple[int, ...]:

@@ -10,7 +10,8 @@ The pipeline (each step a function below, explained in ``docs/separate.md``):
 3. :class:`OverlapAdd` puts each chunk's sources in the order of the previous chunk's
    (:func:`best_permutation` on the overlap) and cross-fades them (:func:`crossfade`),
    so a speaker keeps its output across the whole recording.
-4. :func:`peak_limit_gain` lowers all sources by one common factor if any would clip.
+4. :func:`tdanet.audio.peak_limit_gain` lowers all sources by one common factor if any
+   would clip.
 
 :class:`Separator` runs this on arrays (:meth:`Separator.separate`) or streams a file
 through it in two passes with bounded memory (:meth:`Separator.separate_file`).
@@ -42,8 +43,6 @@ from .pretrained import DEFAULT_MODEL, load_model, require_tdanet
 
 DEFAULT_CHUNK_SECONDS = 10.0
 DEFAULT_OVERLAP_SECONDS = 1.0
-# Largest absolute output sample: a little headroom below full scale.
-PEAK_LIMIT = 0.99
 # Ridge added to the sources' correlation matrix so near-identical sources keep finite gains.
 RIDGE = 1e-4
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
@@ -198,11 +197,6 @@ def separate_blocks(
         yield joiner.push(estimates, last)
 
 
-def peak_limit_gain(peak: float, limit: float = PEAK_LIMIT) -> float:
-    """Common factor (<= 1) that brings the largest absolute sample ``peak`` down to ``limit``."""
-    return 1.0 if peak <= limit else limit / peak
-
-
 def output_paths(
     path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -273,7 +267,7 @@ class Separator:
         Returns the type given (numpy array, or torch tensor on the input's device), float32,
         at ``sample_rate``. Several channels are downmixed (averaged) to mono first. The
         sources are scaled to sum back to the mixture (least squares, per chunk) and lowered
-        together if any would exceed :data:`PEAK_LIMIT`. Raises :class:`AudioContentError`
+        together if any would exceed :data:`tdanet.audio.PEAK_LIMIT`. Raises :class:`AudioContentError`
         for empty, too short, silent or non-finite input, naming the waveform ``name``.
         """
         if isinstance(waveform, torch.Tensor):
@@ -309,7 +303,7 @@ class Separator:
         )
         peak = float(np.abs(sources).max())
         _check_output_peak(peak, name)
-        sources = sources * np.float32(peak_limit_gain(peak))
+        sources = sources * np.float32(audio.peak_limit_gain(peak))
         if isinstance(waveform, torch.Tensor):
             return torch.from_numpy(np.ascontiguousarray(sources)).to(waveform.device)
         return np.ascontiguousarray(sources, np.float32)
@@ -335,7 +329,8 @@ class Separator:
         passes with memory bounded by the chunk size. A silent file is refused before any
         model call (:func:`tdanet.audio.is_silent`); pass 1 streams the file through the
         model into a float32 scratch file in ``out_dir`` and records the output peak; pass 2
-        applies :func:`peak_limit_gain` and writes the outputs under temporary names, renamed
+        applies :func:`tdanet.audio.peak_limit_gain` and writes the outputs under temporary
+        names, renamed
         when all are complete. Existing outputs are refused unless ``overwrite``. Temporary
         outputs that a killed run left for these names are removed
         (:func:`tdanet.atomic.remove_stale_temporaries`). A WAV file shorter than its header
@@ -372,7 +367,7 @@ class Separator:
             ) from None
         with scratch:
             peak = self._first_pass(reader, scratch, progress)
-            gain = np.float32(peak_limit_gain(peak))
+            gain = np.float32(audio.peak_limit_gain(peak))
             scratch.seek(0)
             written = 0
             with audio.AtomicAudioWriter(

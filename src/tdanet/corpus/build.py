@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from ..atomic import replaced_on_success, staging_directory
-from ..audio import resample
+from ..audio import peak_limit_gain, resample
 from ..errors import CorpusError
 from .sources import DEFAULT_SOURCES, SOURCES, Recording, Source
 
@@ -856,9 +856,7 @@ def convert(signal: np.ndarray, rate: int, min_seconds: float) -> np.ndarray | N
     audio = trim_silence(resample(signal, rate, SAMPLE_RATE), SAMPLE_RATE)
     if audio.size < min_seconds * SAMPLE_RATE:
         return None
-    peak = float(np.max(np.abs(audio)))
-    if peak > 0.99:
-        audio = audio * (0.99 / peak)
+    audio = audio * peak_limit_gain(float(np.max(np.abs(audio))))
     return np.asarray(audio, dtype=np.float32)
 
 

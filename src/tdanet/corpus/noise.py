@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from ..atomic import staging_directory
-from ..audio import resample
+from ..audio import peak_limit_gain, resample
 from ..errors import CorpusError
 from .build import (
     SAMPLE_RATE,
@@ -109,8 +109,7 @@ def write_clip(path: Path, ffmpeg: str | None, root: Path, folder: Path) -> dict
     audio = resample(signal, rate, SAMPLE_RATE)
     if audio.size < MIN_SECONDS * SAMPLE_RATE or not np.any(audio):
         return None
-    peak = float(np.max(np.abs(audio)))
-    audio = audio * (0.99 / peak) if peak > 0.99 else audio
+    audio = audio * peak_limit_gain(float(np.max(np.abs(audio))))
     relative = folder / f"{safe_name(path.stem)}.flac"
     (root / folder).mkdir(parents=True, exist_ok=True)
     sf.write(root / relative, audio, SAMPLE_RATE)

@@ -159,7 +159,7 @@ def gain_for_snr(signal: np.ndarray, reference: np.ndarray, snr_db: float) -> fl
     return float(math.sqrt(ref / sig * 10 ** (-snr_db / 10)))
 
 
-def fit_length(signal: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+def random_window(signal: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
     """A random window of ``length`` samples, or the whole signal zero-padded at a random offset."""
     if signal.shape[0] >= length:
         start = int(rng.integers(0, signal.shape[0] - length + 1))
@@ -260,7 +260,7 @@ class MixtureDrawer:
                 if config.segment_samples is not None:
                     if config.fill:
                         signal = self.filled(signal, utts, config.segment_samples, rng, speed)
-                    signal = fit_length(signal, config.segment_samples, rng)
+                    signal = random_window(signal, config.segment_samples, rng)
                 if float(np.sqrt(np.mean(np.square(signal)))) > SILENCE_RMS:
                     break
             if config.eq_prob > 0 and rng.random() < config.eq_prob:

@@ -94,7 +94,7 @@ class UBlock(nn.Module):
         return self.res_conv(y) + x
 
 
-class Separator(nn.Module):
+class UnfoldedUBlock(nn.Module):
     """B unfoldings of one shared U-block with a skip from the separator input."""
 
     def __init__(self, config: TDANetConfig) -> None:
@@ -127,7 +127,7 @@ class TDANet(nn.Module):
         self.encoder = nn.Conv1d(1, bases, kernel, stride=hop, padding=kernel // 2, bias=False)
         self.ln = GlobalLayerNorm(bases)
         self.bottleneck = nn.Conv1d(bases, config.out_channels, 1)
-        self.sm = Separator(config)
+        self.sm = UnfoldedUBlock(config)
         self.mask_net = nn.Sequential(
             nn.PReLU(), nn.Conv1d(config.out_channels, config.num_sources * bases, 1)
         )

@@ -48,7 +48,7 @@ class TrainResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def build_model(recipe: Recipe) -> TDANet:
+def initial_model(recipe: Recipe) -> TDANet:
     """The network to train: a preset (random weights) or ``init_from`` weights to fine-tune."""
     section, data = recipe.model, recipe.data
     fixed = {"sample_rate": data.sample_rate, "num_sources": data.num_sources}
@@ -163,7 +163,7 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
     data = build_training_data(recipe.data, recipe.seed)
     for line in data.skipped:
         LOG.warning("skipped: %s", line)
-    model = build_model(recipe)
+    model = initial_model(recipe)
     module = SeparationModule(model, recipe.optim, recipe.seed)
     if ckpt_path is not None:
         check_resume_file(ckpt_path, module)

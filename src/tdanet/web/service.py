@@ -17,7 +17,15 @@ from typing import Protocol
 
 import numpy as np
 
-from ..audio import AudioInfo, audio_info, check_finite, downmix, encode_audio, read_blocks
+from ..audio import (
+    AudioInfo,
+    audio_info,
+    check_finite,
+    downmix,
+    encode_audio,
+    peak_limit_gain,
+    read_blocks,
+)
 from ..errors import AudioContentError, AudioReadError, TDANetError
 from .errors import ApiError
 
@@ -55,7 +63,7 @@ def check_upload(path: Path, name: str, max_duration_s: float) -> AudioInfo:
     The upload's name has no extension, so libsndfile and ffmpeg recognise it by content
     only. Raises :class:`ApiError` 415 (not audio either can read, whatever its name says),
     422 (no samples, or a container without audio) or 413 (longer than ``max_duration_s``
-    by a header that states its length exactly; :func:`read_mono` enforces the limit
+    by a header that states its length exactly; :func:`decode_upload` enforces the limit
     while decoding anyway).
     """
     try:
@@ -78,7 +86,7 @@ def check_upload(path: Path, name: str, max_duration_s: float) -> AudioInfo:
     return info
 
 
-def read_mono(path: Path, name: str, max_duration_s: float) -> tuple[np.ndarray, int]:
+def decode_upload(path: Path, name: str, max_duration_s: float) -> tuple[np.ndarray, int]:
     """Decode the upload to mono float32 (T,) and its rate, never more than the duration limit.
 
     Reads at most one frame past ``max_duration_s``, so a file whose header understates its
@@ -115,12 +123,12 @@ def read_mono(path: Path, name: str, max_duration_s: float) -> tuple[np.ndarray,
 def separate_upload(
     separator: SeparatorLike, path: Path, name: str, max_duration_s: float
 ) -> Separated:
-    """Decode the upload (:func:`read_mono`) and separate it.
+    """Decode the upload (:func:`decode_upload`) and separate it.
 
     Returns the sources and the mono mixture at the file's own sample rate. Input the
     separator refuses (too short, silent) gives 422.
     """
-    mixture, rate = read_mono(path, name, max_duration_s)
+    mixture, rate = decode_upload(path, name, max_duration_s)
     start = time.perf_counter()
     try:
         sources = np.asarray(separator.separate(mixture, rate, name=name), dtype=np.float32)
@@ -140,8 +148,7 @@ def encode_track(
     sources may overshoot 1.0 and clipping would add distortion.
     """
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0
-    scaled = samples / peak if peak > 1.0 else samples
-    return encode_audio(scaled, sample_rate, audio_format, subtype)
+    return encode_audio(samples * peak_limit_gain(peak, 1.0), sample_rate, audio_format, subtype)
 
 
 def source_name(index: int) -> str:
