@@ -267,8 +267,9 @@ class Separator:
         Returns the type given (numpy array, or torch tensor on the input's device), float32,
         at ``sample_rate``. Several channels are downmixed (averaged) to mono first. The
         sources are scaled to sum back to the mixture (least squares, per chunk) and lowered
-        together if any would exceed :data:`tdanet.audio.PEAK_LIMIT`. Raises :class:`AudioContentError`
-        for empty, too short, silent or non-finite input, naming the waveform ``name``.
+        together if any would exceed :data:`tdanet.audio.PEAK_LIMIT`. Raises
+        :class:`AudioContentError` for empty, too short, silent or non-finite input, naming the
+        waveform ``name``.
         """
         if isinstance(waveform, torch.Tensor):
             data = waveform.detach().cpu().to(torch.float32).numpy()
