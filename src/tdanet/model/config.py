@@ -142,17 +142,22 @@ class TDANetConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TDANetConfig:
         """Build a config; unknown keys are an error, missing keys take defaults."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"config: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
-            )
+        reject_unknown_keys(cls, values)
         return cls(**values)
 
     def replace(self, **changes: Any) -> TDANetConfig:
         """A copy with some fields changed (unknown keys are an error)."""
         return TDANetConfig.from_dict({**self.to_dict(), **changes})
+
+
+def reject_unknown_keys(cls: type, values: dict[str, Any]) -> None:
+    """A ValueError naming the keys of ``values`` that are not fields of dataclass ``cls``."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"config: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
+        )
 
 
 # Release checkpoints store only these keys in ``model_args``.

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import reject_unknown_keys
+
 FAMILY = "tfacm"
 # CConv2d of the encoder and the output convolution: 3 frames x 3 bins (TF-GridNet's size).
 CONV_FRAMES = 3
@@ -160,12 +162,7 @@ class TFACMConfig:
         family = values.pop("family", FAMILY)
         if family != FAMILY:
             raise ValueError(f"config: family is {family!r}, expected {FAMILY!r}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"config: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
-            )
+        reject_unknown_keys(cls, values)
         return cls(**values)
 
     def replace(self, **changes: Any) -> TFACMConfig:
