@@ -39,6 +39,7 @@ from .errors import AudioContentError, AudioWriteError, CheckpointError
 from .fast import optimize_for_inference
 from .model import TDANetConfig
 from .pretrained import DEFAULT_MODEL, load_model, require_tdanet
+from .speakers import VoiceProfiles, voice_features
 
 DEFAULT_CHUNK_SECONDS = 10.0
 DEFAULT_OVERLAP_SECONDS = 1.0
@@ -47,6 +48,8 @@ PEAK_LIMIT = 0.99
 # Ridge added to the sources' correlation matrix so near-identical sources keep finite gains.
 RIDGE = 1e-4
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
+# Chunk alignment: overlap plus voice profiles (default, see docs/separate.md), or overlap only.
+ALIGNMENTS: tuple[str, ...] = ("voices", "overlap")
 # Output frames handled per step in the second pass over the scratch file.
 WRITE_BLOCK_FRAMES = 65_536
 
@@ -100,16 +103,30 @@ def least_squares_gains(estimates: np.ndarray, mixture: np.ndarray) -> np.ndarra
     return gains.astype(np.float32)
 
 
-def best_permutation(reference: np.ndarray, candidate: np.ndarray) -> tuple[int, ...]:
+def overlap_scores(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Inner products (C, C) of ``reference``'s and ``candidate``'s sources (both (C, n)),
+    divided by their total energy so that any assignment's sum lies within [-1, 1]."""
+    ref = reference.astype(np.float64)
+    cand = candidate.astype(np.float64)
+    energy = float(np.einsum("ct,ct->", ref, ref) + np.einsum("ct,ct->", cand, cand))
+    return (ref @ cand.T) / max(energy, 1e-30)
+
+
+def best_permutation(
+    reference: np.ndarray, candidate: np.ndarray, prior: np.ndarray | None = None
+) -> tuple[int, ...]:
     """Order of ``candidate``'s sources that best matches ``reference``: both (C, n).
 
-    Returns ``p`` maximising sum_i <reference_i, candidate_p[i]> (equivalently minimising
-    the squared distance), so ``candidate[list(p)]`` lines up with ``reference``. Plain
-    inner products, not correlations: a source that is silent in the overlap contributes
-    nothing, and the decision rests on the ones that are active. Ties keep the identity.
-    Exhaustive over the C! orders (C is 2 or 3 in practice).
+    Returns ``p`` maximising sum_i scores[i, p[i]], where scores are the
+    :func:`overlap_scores` plus ``prior`` (C, C) if given (the voice-profile similarity of
+    :class:`tdanet.speakers.VoiceProfiles`), so ``candidate[list(p)]`` lines up with
+    ``reference``. Plain inner products, not correlations: a source that is silent in the
+    overlap contributes nothing, and the decision rests on the ones that are active. Ties
+    keep the identity. Exhaustive over the C! orders (C is 2 or 3 in practice).
     """
-    scores = reference.astype(np.float64) @ candidate.astype(np.float64).T
+    scores = overlap_scores(reference, candidate)
+    if prior is not None:
+        scores = scores + prior
     sources = range(scores.shape[0])
     best: tuple[int, ...] = tuple(sources)
     best_score = float(scores.trace())
@@ -133,25 +150,31 @@ class OverlapAdd:
     """Join separated chunks (C, n) into one consistent stream of sources.
 
     Each pushed chunk is reordered to match the previous chunk on their ``overlap`` shared
-    samples (:func:`best_permutation`) and cross-faded with it (:func:`crossfade`).
+    samples (:func:`best_permutation`) and cross-faded with it (:func:`crossfade`). Given
+    the chunks' ``sample_rate`` (``align="voices"``), the order also weighs how much each
+    output sounds like each output's voice so far (:class:`tdanet.speakers.VoiceProfiles`);
+    ``align="overlap"`` decides from the overlap alone.
     :meth:`push` returns the samples that are final: all but the last ``overlap`` of a
     chunk, or everything for the last chunk. The outputs concatenated have exactly the
     input's length.
     """
 
-    def __init__(self, overlap: int) -> None:
+    def __init__(self, overlap: int, sample_rate: int | None = None, align: str = "voices") -> None:
+        if align not in ALIGNMENTS:
+            raise ValueError(f"align must be one of {ALIGNMENTS}, got {align!r}")
         self.overlap = overlap
+        self.sample_rate = sample_rate if align == "voices" else None
         self.fade_in, self.fade_out = crossfade(overlap)
         self.tail: np.ndarray | None = None
+        self.profiles: VoiceProfiles | None = None
         self.permutations: list[tuple[int, ...]] = []
 
     def push(self, sources: np.ndarray, last: bool) -> np.ndarray:
         """Add one chunk's sources (C, n); returns the finished samples (C, m)."""
         out = sources.astype(np.float32, copy=True)
+        perm = self._order(out)
+        out = out[list(perm)]
         if self.tail is not None:
-            head = out[:, : self.overlap]
-            perm = best_permutation(self.tail, head)
-            out = out[list(perm)]
             self.permutations.append(perm)
             out[:, : self.overlap] = (
                 self.tail * self.fade_out + out[:, : self.overlap] * self.fade_in
@@ -164,6 +187,24 @@ class OverlapAdd:
         self.tail = out[:, -self.overlap :].copy()
         return out[:, : -self.overlap]
 
+    def _order(self, sources: np.ndarray) -> tuple[int, ...]:
+        """The order of a new chunk's ``sources`` (identity for the first chunk); folds the
+        reordered chunk's voice features into the profiles."""
+        count = len(sources)
+        if self.sample_rate is None:
+            if self.tail is None:
+                return tuple(range(count))
+            return best_permutation(self.tail, sources[:, : self.overlap])
+        features, weights = voice_features(sources, self.sample_rate)
+        if self.profiles is None:
+            self.profiles = VoiceProfiles(count)
+        perm: tuple[int, ...] = tuple(range(count))
+        if self.tail is not None:
+            prior = self.profiles.scores(features, weights)
+            perm = best_permutation(self.tail, sources[:, : self.overlap], prior)
+        self.profiles.add(features[list(perm)], weights[list(perm)])
+        return perm
+
 
 def separate_blocks(
     separate_chunk: ChunkSeparator,
@@ -173,6 +214,7 @@ def separate_blocks(
     overlap: int,
     name: str = "input",
     sample_rate: int | None = None,
+    align: str = "voices",
 ) -> Iterator[np.ndarray]:
     """Separate a mono stream chunk by chunk: yields (C, m) float32 blocks of final output.
 
@@ -180,9 +222,10 @@ def separate_blocks(
     same total length. For an input of at most ``chunk`` samples this is one model call,
     scaled by :func:`least_squares_gains`. A chunk whose scaled output is not finite raises
     :class:`AudioContentError` naming ``name`` (and the chunk's start time, given the
-    blocks' ``sample_rate``).
+    blocks' ``sample_rate``). Chunks are aligned by :class:`OverlapAdd` with ``align``
+    (voice profiles need the ``sample_rate``).
     """
-    joiner = OverlapAdd(overlap)
+    joiner = OverlapAdd(overlap, sample_rate, align)
     start = 0
     for samples, last in iter_chunks(blocks, chunk, overlap):
         estimates = separate_chunk(samples)
@@ -224,7 +267,8 @@ class Separator:
     float32 tensor (batch, T) to (batch, C, T) with a ``.config`` (:class:`TDANetConfig`).
     A torch module is put in eval mode, moved to ``device`` and run through
     :func:`tdanet.fast.optimize_for_inference`. Recordings are processed in chunks of ``chunk_seconds`` overlapping by
-    ``overlap_seconds`` (at most half a chunk).
+    ``overlap_seconds`` (at most half a chunk), aligned with ``align`` (:data:`ALIGNMENTS`;
+    see :class:`OverlapAdd`).
     """
 
     def __init__(
@@ -235,9 +279,13 @@ class Separator:
         chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
         overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
         backend: str = "torch",
+        align: str = "voices",
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if align not in ALIGNMENTS:
+            raise ValueError(f"align must be one of {ALIGNMENTS}, got {align!r}")
+        self.align = align
         self.device = torch.device(device)
         self.backend = backend
         self.model, self.config = load_separation_model(model, backend=backend, device=self.device)
@@ -302,6 +350,7 @@ class Separator:
             overlap=self.overlap,
             name=name,
             sample_rate=self.sample_rate,
+            align=self.align,
         )
         sources = np.concatenate(list(blocks), axis=1)
         sources = audio.fit_length(
@@ -411,6 +460,7 @@ class Separator:
             overlap=self.overlap,
             name=str(reader.info.path),
             sample_rate=self.sample_rate,
+            align=self.align,
         ):
             block = np.ascontiguousarray(sources.T)
             if back is not None:
