@@ -39,7 +39,8 @@ from .errors import AudioContentError, AudioWriteError, CheckpointError
 from .fast import optimize_for_inference
 from .model import TDANetConfig
 from .pretrained import DEFAULT_MODEL, load_model, require_tdanet
-from .speakers import VoiceProfiles, voice_features
+from .segments import FrameEnergy, Segment, frame_energies, speech_segments
+from .speakers import VoiceProfiles, route_lone_voice, voice_features
 
 DEFAULT_CHUNK_SECONDS = 10.0
 DEFAULT_OVERLAP_SECONDS = 1.0
@@ -159,11 +160,14 @@ class OverlapAdd:
     input's length.
     """
 
-    def __init__(self, overlap: int, sample_rate: int | None = None, align: str = "voices") -> None:
+    def __init__(
+        self, overlap: int, sample_rate: int | None = None, align: str = "voices", route: bool = True
+    ) -> None:
         if align not in ALIGNMENTS:
             raise ValueError(f"align must be one of {ALIGNMENTS}, got {align!r}")
         self.overlap = overlap
         self.sample_rate = sample_rate if align == "voices" else None
+        self.route = route
         self.fade_in, self.fade_out = crossfade(overlap)
         self.tail: np.ndarray | None = None
         self.profiles: VoiceProfiles | None = None
@@ -174,6 +178,8 @@ class OverlapAdd:
         out = sources.astype(np.float32, copy=True)
         perm = self._order(out)
         out = out[list(perm)]
+        if self.sample_rate is not None and self.route:
+            out = route_lone_voice(out, self.sample_rate, self.profiles)
         if self.tail is not None:
             self.permutations.append(perm)
             out[:, : self.overlap] = (
@@ -286,6 +292,8 @@ class Separator:
         if align not in ALIGNMENTS:
             raise ValueError(f"align must be one of {ALIGNMENTS}, got {align!r}")
         self.align = align
+        # Frame energies (C, F) of the last separated recording's outputs, for speech_segments.
+        self.last_energies: np.ndarray | None = None
         self.device = torch.device(device)
         self.backend = backend
         self.model, self.config = load_separation_model(model, backend=backend, device=self.device)
@@ -353,6 +361,7 @@ class Separator:
             align=self.align,
         )
         sources = np.concatenate(list(blocks), axis=1)
+        self.last_energies = frame_energies(sources, self.sample_rate)
         sources = audio.fit_length(
             audio.resample(sources, self.sample_rate, sample_rate), mono.shape[0]
         )
@@ -453,6 +462,7 @@ class Separator:
             )
         )
         peak = 0.0
+        meter = FrameEnergy(self.num_sources, self.sample_rate)
         for sources in separate_blocks(
             self.separate_chunk,
             self._checked(reader),
@@ -462,6 +472,7 @@ class Separator:
             sample_rate=self.sample_rate,
             align=self.align,
         ):
+            meter.push(sources)
             block = np.ascontiguousarray(sources.T)
             if back is not None:
                 block = back.resample_chunk(block, last=False)
@@ -474,6 +485,7 @@ class Separator:
                 peak,
                 _write_scratch(scratch, back.resample_chunk(flush, last=True), reader.info.path),
             )
+        self.last_energies = meter.energies()
         return peak
 
     def _checked(self, reader: audio.MonoReader) -> Iterator[np.ndarray]:
@@ -486,6 +498,13 @@ class Separator:
             raise AudioContentError(
                 f"{name}: is silent (all samples are zero); nothing to separate"
             )
+
+    def speech_segments(self) -> list[Segment]:
+        """Who speaks when in the last recording separated: (start s, end s, output index
+        from 0), from its outputs (:func:`tdanet.segments.speech_segments`)."""
+        if self.last_energies is None:
+            raise RuntimeError("speech_segments() needs a recording separated first")
+        return speech_segments(self.last_energies)
 
     def check_length(self, name: str, frames: int, sample_rate: int) -> None:
         """Raise :class:`AudioContentError` if ``frames`` at ``sample_rate`` is empty or

@@ -103,3 +103,69 @@ class VoiceProfiles:
         """Fold in one chunk's features, already in the outputs' order."""
         self.sums += features * weights[:, None]
         self.weights += weights
+
+
+# One output holding at least this share of the outputs' (smoothed) energy means one voice.
+SINGLE_SHARE = 0.7
+# Smoothing of the energy shares (s) and of the voice classification (s).
+SHARE_SMOOTH_SECONDS = 0.2
+OWNER_SMOOTH_SECONDS = 1.0
+RAMP_FRAMES = 5
+
+
+def _smooth(values: np.ndarray, width: int) -> np.ndarray:
+    """Moving average over the last axis, ``width`` frames wide, same length."""
+    if width <= 1 or values.shape[-1] == 0:
+        return values
+    kernel = np.ones(width) / width
+    return np.apply_along_axis(lambda row: np.convolve(row, kernel, mode="same"), -1, values)
+
+
+def lone_voice_owner(
+    sources: np.ndarray, sample_rate: int, profiles: VoiceProfiles | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where one voice talks alone, and whose it is: per analysis frame (``HOP_SECONDS``),
+    the weight in [0, 1] of "one voice" and the output it belongs to.
+
+    A frame is one voice where one output holds at least :data:`SINGLE_SHARE` of the
+    outputs' energy (smoothed over :data:`SHARE_SMOOTH_SECONDS`): the model did not hear
+    two voices there. Its owner is the output whose voice profile the summed outputs sound
+    most like (smoothed over :data:`OWNER_SMOOTH_SECONDS`), or the loudest output without
+    profiles: a weak model may put a lone voice in the wrong output for a few seconds, the
+    profiles keep it with its speaker.
+    """
+    spectrum, _ = log_mel(sources.sum(axis=0), sample_rate)
+    frames = spectrum.shape[0]
+    energy = np.stack([log_mel(source, sample_rate)[1] for source in sources])
+    shares = _smooth(energy, round(SHARE_SMOOTH_SECONDS / HOP_SECONDS))
+    shares = shares / np.maximum(shares.sum(axis=0), 1e-20)
+    # Ramps of a few frames instead of hard switches: no clicks where a voice joins.
+    single = _smooth((shares.max(axis=0) >= SINGLE_SHARE).astype(np.float64), RAMP_FRAMES)
+    owner = shares.argmax(axis=0)
+    if profiles is not None and (profiles.weights > 0).all() and frames:
+        centred = spectrum - spectrum.mean(axis=1, keepdims=True)
+        means = profiles.sums / profiles.weights[:, None]
+        distances = ((centred[None, :, :] - means[:, None, :]) ** 2).sum(axis=2)
+        owner = _smooth(distances, round(OWNER_SMOOTH_SECONDS / HOP_SECONDS)).argmin(axis=0)
+    return single, owner
+
+
+def route_lone_voice(sources: np.ndarray, sample_rate: int, profiles: VoiceProfiles | None) -> np.ndarray:
+    """``sources`` (C, T) with every lone voice moved whole into its owner's output.
+
+    Where :func:`lone_voice_owner` finds one voice, the outputs' sum goes to the owning
+    output and the others fall silent; elsewhere (two voices, or nobody) the sources are
+    kept. The frame weights are interpolated to samples, so the outputs still sum to what
+    they summed to before.
+    """
+    single, owner = lone_voice_owner(sources, sample_rate, profiles)
+    if not single.size or not single.any():
+        return sources
+    hop = max(1, round(HOP_SECONDS * sample_rate))
+    centres = np.arange(single.shape[0]) * hop + max(16, round(FRAME_SECONDS * sample_rate)) / 2
+    samples = np.arange(sources.shape[1])
+    weight = np.interp(samples, centres, single).astype(np.float32)
+    frame_of = np.clip(np.searchsorted(centres, samples), 0, single.shape[0] - 1)
+    routed = np.zeros_like(sources)
+    routed[owner[frame_of], samples] = sources.sum(axis=0)
+    return (1.0 - weight) * sources + weight * routed
