@@ -154,14 +154,20 @@ class OverlapAdd:
     samples (:func:`best_permutation`) and cross-faded with it (:func:`crossfade`). Given
     the chunks' ``sample_rate`` (``align="voices"``), the order also weighs how much each
     output sounds like each output's voice so far (:class:`tdanet.speakers.VoiceProfiles`);
-    ``align="overlap"`` decides from the overlap alone.
+    ``align="overlap"`` decides from the overlap alone. With ``route`` (and voice
+    alignment), lone voices are moved whole into their speaker's output
+    (:func:`tdanet.speakers.route_lone_voice`).
     :meth:`push` returns the samples that are final: all but the last ``overlap`` of a
     chunk, or everything for the last chunk. The outputs concatenated have exactly the
     input's length.
     """
 
     def __init__(
-        self, overlap: int, sample_rate: int | None = None, align: str = "voices", route: bool = True
+        self,
+        overlap: int,
+        sample_rate: int | None = None,
+        align: str = "voices",
+        route: bool = False,
     ) -> None:
         if align not in ALIGNMENTS:
             raise ValueError(f"align must be one of {ALIGNMENTS}, got {align!r}")
@@ -221,6 +227,7 @@ def separate_blocks(
     name: str = "input",
     sample_rate: int | None = None,
     align: str = "voices",
+    joiner: OverlapAdd | None = None,
 ) -> Iterator[np.ndarray]:
     """Separate a mono stream chunk by chunk: yields (C, m) float32 blocks of final output.
 
@@ -229,9 +236,11 @@ def separate_blocks(
     scaled by :func:`least_squares_gains`. A chunk whose scaled output is not finite raises
     :class:`AudioContentError` naming ``name`` (and the chunk's start time, given the
     blocks' ``sample_rate``). Chunks are aligned by :class:`OverlapAdd` with ``align``
-    (voice profiles need the ``sample_rate``).
+    (voice profiles need the ``sample_rate``), or by ``joiner`` if given (to read its
+    profiles afterwards).
     """
-    joiner = OverlapAdd(overlap, sample_rate, align)
+    if joiner is None:
+        joiner = OverlapAdd(overlap, sample_rate, align)
     start = 0
     for samples, last in iter_chunks(blocks, chunk, overlap):
         estimates = separate_chunk(samples)
@@ -274,7 +283,9 @@ class Separator:
     A torch module is put in eval mode, moved to ``device`` and run through
     :func:`tdanet.fast.optimize_for_inference`. Recordings are processed in chunks of ``chunk_seconds`` overlapping by
     ``overlap_seconds`` (at most half a chunk), aligned with ``align`` (:data:`ALIGNMENTS`;
-    see :class:`OverlapAdd`).
+    see :class:`OverlapAdd`). ``route_lone_voices`` moves a voice talking alone wholly into
+    its speaker's output, and a recording that seems to hold one voice wholly into output 1
+    (off by default: it can also swallow a speaker much quieter than the other).
     """
 
     def __init__(
@@ -286,14 +297,19 @@ class Separator:
         overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
         backend: str = "torch",
         align: str = "voices",
+        route_lone_voices: bool = False,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if align not in ALIGNMENTS:
             raise ValueError(f"align must be one of {ALIGNMENTS}, got {align!r}")
         self.align = align
+        self.route_lone_voices = route_lone_voices
         # Frame energies (C, F) of the last separated recording's outputs, for speech_segments.
         self.last_energies: np.ndarray | None = None
+        # Whether the last recording seemed to hold one voice (with route_lone_voices, all of
+        # it is then in output 1).
+        self.single_voice = False
         self.device = torch.device(device)
         self.backend = backend
         self.model, self.config = load_separation_model(model, backend=backend, device=self.device)
@@ -351,6 +367,7 @@ class Separator:
                 f"{name}: is silent (all samples are zero); nothing to separate"
             )
         at_model_rate = audio.resample(mono, sample_rate, self.sample_rate)
+        joiner = self._joiner()
         blocks = separate_blocks(
             self.separate_chunk,
             [at_model_rate],
@@ -359,8 +376,12 @@ class Separator:
             name=name,
             sample_rate=self.sample_rate,
             align=self.align,
+            joiner=joiner,
         )
         sources = np.concatenate(list(blocks), axis=1)
+        self.single_voice = _one_voice(joiner)
+        if self.single_voice and self.route_lone_voices:
+            sources = merge_into_first(sources)
         self.last_energies = frame_energies(sources, self.sample_rate)
         sources = audio.fit_length(
             audio.resample(sources, self.sample_rate, sample_rate), mono.shape[0]
@@ -437,6 +458,8 @@ class Separator:
                     block = np.frombuffer(raw, np.float32).reshape(-1, self.num_sources)
                     # Resampling can end a few samples short of the input: pad with silence.
                     block = audio.fit_length(block.T, frames).T
+                    if self.single_voice and self.route_lone_voices:
+                        block = merge_into_first(block.T).T
                     writer.write(block * gain)
                     written += frames
         return outputs
@@ -463,6 +486,7 @@ class Separator:
         )
         peak = 0.0
         meter = FrameEnergy(self.num_sources, self.sample_rate)
+        joiner = self._joiner()
         for sources in separate_blocks(
             self.separate_chunk,
             self._checked(reader),
@@ -471,6 +495,7 @@ class Separator:
             name=str(reader.info.path),
             sample_rate=self.sample_rate,
             align=self.align,
+            joiner=joiner,
         ):
             meter.push(sources)
             block = np.ascontiguousarray(sources.T)
@@ -485,8 +510,16 @@ class Separator:
                 peak,
                 _write_scratch(scratch, back.resample_chunk(flush, last=True), reader.info.path),
             )
-        self.last_energies = meter.energies()
+        self.single_voice = _one_voice(joiner)
+        energies = meter.energies()
+        # Merged outputs' energies: approximately the sum (cross terms are ignored).
+        merged = self.single_voice and self.route_lone_voices
+        self.last_energies = merge_into_first(energies) if merged else energies
         return peak
+
+    def _joiner(self) -> OverlapAdd:
+        """A fresh :class:`OverlapAdd` for one recording with this separator's settings."""
+        return OverlapAdd(self.overlap, self.sample_rate, self.align, self.route_lone_voices)
 
     def _checked(self, reader: audio.MonoReader) -> Iterator[np.ndarray]:
         """``reader``'s blocks; at their end (before the model sees the last chunk) raises
@@ -517,6 +550,18 @@ class Separator:
                 f"{name}: too short ({frames} samples at {sample_rate} Hz); the model needs at "
                 f"least {kernel} samples at {self.sample_rate} Hz ({1000 * kernel / self.sample_rate:g} ms)"
             )
+
+
+def merge_into_first(sources: np.ndarray) -> np.ndarray:
+    """(C, T) sources with their sum in the first row and silence in the others."""
+    merged = np.zeros_like(sources)
+    merged[0] = sources.sum(axis=0)
+    return merged
+
+
+def _one_voice(joiner: OverlapAdd) -> bool:
+    """Whether the outputs ``joiner`` aligned all sound like one voice (voice alignment only)."""
+    return joiner.profiles is not None and joiner.profiles.same_voice()
 
 
 def _check_output_peak(peak: float, name: str) -> None:

@@ -75,6 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write who speaks when: <stem>.rttm and <stem>_segments.csv (start, end, "
         "speaker) from the separated outputs",
     )
+    parser.add_argument(
+        "--lone-voices",
+        action="store_true",
+        help="move a voice talking alone wholly into its speaker's output, and a recording "
+        "of one voice into spk1 (can also swallow a much quieter second speaker)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -110,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
             chunk_seconds=chunk,
             overlap_seconds=overlap,
             backend=args.backend,
+            route_lone_voices=args.lone_voices,
         )
     except ValueError as exc:  # chunk/overlap out of range; model errors are TDANetError
         if isinstance(exc, TDANetError):
@@ -170,10 +177,10 @@ def run(args: argparse.Namespace) -> int:
             for warning in caught:
                 tqdm.write(f"tdanet separate: warning: {warning.message}", file=sys.stderr)
             segments = separator.speech_segments()
-            if single_speaker(segments, separator.num_sources):
+            if separator.single_voice or single_speaker(segments, separator.num_sources):
                 tqdm.write(
-                    f"note: {item.path}: seems to hold a single speaker (one output holds "
-                    "nearly all the speech)",
+                    f"note: {item.path}: seems to hold a single speaker (the outputs sound "
+                    "alike or one holds nearly all the speech)",
                     file=sys.stderr,
                 )
             if args.segments:
