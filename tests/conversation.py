@@ -109,7 +109,9 @@ def si_snr(estimate: np.ndarray, reference: np.ndarray) -> float:
     return float(10 * np.log10(max(target @ target, 1e-12) / max(noise @ noise, 1e-12)))
 
 
-def best_order(estimates: np.ndarray, references: np.ndarray, active: np.ndarray) -> tuple[int, ...]:
+def best_order(
+    estimates: np.ndarray, references: np.ndarray, active: np.ndarray
+) -> tuple[int, ...]:
     """Order p of ``estimates`` maximising the summed SI-SNR against the ``active`` references."""
     scores = np.array([[si_snr(e, r) for e in estimates] for r in references])
     orders = list(itertools.permutations(range(len(references))))
@@ -152,8 +154,10 @@ def si_snri_report(
     """(whole-file SI-SNRi, mean per-window best-order SI-SNRi over windows where both talk)."""
     whole = whole_order(estimates, conv)
     whole_i = np.mean(
-        [si_snr(estimates[p], conv.sources[i]) - si_snr(conv.mixture, conv.sources[i])
-         for i, p in enumerate(whole)]
+        [
+            si_snr(estimates[p], conv.sources[i]) - si_snr(conv.mixture, conv.sources[i])
+            for i, p in enumerate(whole)
+        ]
     )
     size = round(window_s * conv.sample_rate)
     per_window = []
@@ -194,7 +198,9 @@ def inactive_levels(estimates: np.ndarray, conv: Conversation) -> np.ndarray:
 
 
 def frame_agreement(
-    segments: list[tuple[float, float, int]], conv: Conversation, order: tuple[int, ...],
+    segments: list[tuple[float, float, int]],
+    conv: Conversation,
+    order: tuple[int, ...],
     frame_s: float = 0.01,
 ) -> float:
     """Share of ``frame_s`` frames where the set of talking speakers from ``segments``

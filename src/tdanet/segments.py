@@ -136,9 +136,7 @@ def csv_text(segments: Iterable[Segment]) -> str:
     return buffer.getvalue()
 
 
-def segment_paths(
-    path: str | os.PathLike[str], out_dir: str | os.PathLike[str]
-) -> tuple[str, str]:
+def segment_paths(path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> tuple[str, str]:
     """``out_dir/<stem>.rttm`` and ``out_dir/<stem>_segments.csv`` for input ``path``."""
     stem = os.path.splitext(os.path.basename(path))[0]
     return os.path.join(out_dir, f"{stem}.rttm"), os.path.join(out_dir, f"{stem}_segments.csv")

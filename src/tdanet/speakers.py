@@ -32,7 +32,9 @@ def mel_filterbank(sample_rate: int, n_fft: int, bands: int = MEL_BANDS) -> np.n
     def hz(m: np.ndarray) -> np.ndarray:
         return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
 
-    edges = hz(np.linspace(mel(np.array(MEL_LOW_HZ)), mel(np.array(0.475 * sample_rate)), bands + 2))
+    edges = hz(
+        np.linspace(mel(np.array(MEL_LOW_HZ)), mel(np.array(0.475 * sample_rate)), bands + 2)
+    )
     freqs = np.arange(n_fft // 2 + 1) * sample_rate / n_fft
     low, centre, high = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (freqs - low) / (centre - low)
@@ -163,7 +165,9 @@ def lone_voice_owner(
     return single, owner
 
 
-def route_lone_voice(sources: np.ndarray, sample_rate: int, profiles: VoiceProfiles | None) -> np.ndarray:
+def route_lone_voice(
+    sources: np.ndarray, sample_rate: int, profiles: VoiceProfiles | None
+) -> np.ndarray:
     """``sources`` (C, T) with every lone voice moved whole into its owner's output.
 
     Where :func:`lone_voice_owner` finds one voice, the outputs' sum goes to the owning
