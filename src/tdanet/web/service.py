@@ -18,6 +18,7 @@ import numpy as np
 
 from ..audio import AudioInfo, audio_info, check_finite, downmix, encode_audio, read_blocks
 from ..errors import AudioContentError, AudioReadError, TDANetError
+from ..segments import Segment, csv_text, frame_energies, rttm_text, speech_segments
 from .errors import ApiError
 
 
@@ -148,11 +149,21 @@ def source_name(index: int) -> str:
     return f"speaker{index + 1}"
 
 
+def speaker_segments(result: Separated) -> list[Segment]:
+    """Who speaks when in ``result``: (start s, end s, source index) from its sources."""
+    return speech_segments(frame_energies(result.sources, result.sample_rate))
+
+
 def encode_zip(
-    result: Separated, include_mixture: bool, audio_format: str = "wav", subtype: str | None = None
+    result: Separated,
+    include_mixture: bool,
+    audio_format: str = "wav",
+    subtype: str | None = None,
+    include_segments: bool = False,
 ) -> bytes:
-    """A zip of ``speaker<i>.<audio_format>`` per source (and ``mixture.<audio_format>``),
-    stored uncompressed."""
+    """A zip of ``speaker<i>.<audio_format>`` per source (and ``mixture.<audio_format>``,
+    and with ``include_segments`` ``segments.rttm`` and ``segments.csv``), stored
+    uncompressed."""
     buffer = io.BytesIO()
     tracks = [(source_name(i), source) for i, source in enumerate(result.sources)]
     if include_mixture:
@@ -163,4 +174,8 @@ def encode_zip(
                 f"{stem}.{audio_format}",
                 encode_track(samples, result.sample_rate, audio_format, subtype),
             )
+        if include_segments:
+            found = speaker_segments(result)
+            archive.writestr("segments.rttm", rttm_text(found, "upload"))
+            archive.writestr("segments.csv", csv_text(found))
     return buffer.getvalue()
