@@ -40,12 +40,16 @@ from .errors import AudioContentError, AudioWriteError, CheckpointError
 from .fast import optimize_for_inference
 from .model import TDANetConfig
 from .pretrained import DEFAULT_MODEL, load_model, require_tdanet
+from .segments import FrameEnergy, Segment, frame_energies, speech_segments
+from .speakers import VoiceProfiles, route_lone_voice, voice_features
 
 DEFAULT_CHUNK_SECONDS = 10.0
 DEFAULT_OVERLAP_SECONDS = 1.0
 # Ridge added to the sources' correlation matrix so near-identical sources keep finite gains.
 RIDGE = 1e-4
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
+# Chunk alignment: overlap plus voice profiles (default, see docs/separate.md), or overlap only.
+ALIGNMENTS: tuple[str, ...] = ("voices", "overlap")
 # Output frames handled per step in the second pass over the scratch file.
 WRITE_BLOCK_FRAMES = 65_536
 
@@ -99,16 +103,30 @@ def least_squares_gains(estimates: np.ndarray, mixture: np.ndarray) -> np.ndarra
     return gains.astype(np.float32)
 
 
-def best_permutation(reference: np.ndarray, candidate: np.ndarray) -> tuple[int, ...]:
+def overlap_scores(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Inner products (C, C) of ``reference``'s and ``candidate``'s sources (both (C, n)),
+    divided by their total energy so that any assignment's sum lies within [-1, 1]."""
+    ref = reference.astype(np.float64)
+    cand = candidate.astype(np.float64)
+    energy = float(np.einsum("ct,ct->", ref, ref) + np.einsum("ct,ct->", cand, cand))
+    return (ref @ cand.T) / max(energy, 1e-30)
+
+
+def best_permutation(
+    reference: np.ndarray, candidate: np.ndarray, prior: np.ndarray | None = None
+) -> tuple[int, ...]:
     """Order of ``candidate``'s sources that best matches ``reference``: both (C, n).
 
-    Returns ``p`` maximising sum_i <reference_i, candidate_p[i]> (equivalently minimising
-    the squared distance), so ``candidate[list(p)]`` lines up with ``reference``. Plain
-    inner products, not correlations: a source that is silent in the overlap contributes
-    nothing, and the decision rests on the ones that are active. Ties keep the identity.
-    Exhaustive over the C! orders (C is 2 or 3 in practice).
+    Returns ``p`` maximising sum_i scores[i, p[i]], where scores are the
+    :func:`overlap_scores` plus ``prior`` (C, C) if given (the voice-profile similarity of
+    :class:`tdanet.speakers.VoiceProfiles`), so ``candidate[list(p)]`` lines up with
+    ``reference``. Plain inner products, not correlations: a source that is silent in the
+    overlap contributes nothing, and the decision rests on the ones that are active. Ties
+    keep the identity. Exhaustive over the C! orders (C is 2 or 3 in practice).
     """
-    scores = reference.astype(np.float64) @ candidate.astype(np.float64).T
+    scores = overlap_scores(reference, candidate)
+    if prior is not None:
+        scores = scores + prior
     sources = range(scores.shape[0])
     best: tuple[int, ...] = tuple(sources)
     best_score = float(scores.trace())
@@ -132,25 +150,42 @@ class OverlapAdd:
     """Join separated chunks (C, n) into one consistent stream of sources.
 
     Each pushed chunk is reordered to match the previous chunk on their ``overlap`` shared
-    samples (:func:`best_permutation`) and cross-faded with it (:func:`crossfade`).
+    samples (:func:`best_permutation`) and cross-faded with it (:func:`crossfade`). Given
+    the chunks' ``sample_rate`` (``align="voices"``), the order also weighs how much each
+    output sounds like each output's voice so far (:class:`tdanet.speakers.VoiceProfiles`);
+    ``align="overlap"`` decides from the overlap alone. With ``route`` (and voice
+    alignment), lone voices are moved whole into their speaker's output
+    (:func:`tdanet.speakers.route_lone_voice`).
     :meth:`push` returns the samples that are final: all but the last ``overlap`` of a
     chunk, or everything for the last chunk. The outputs concatenated have exactly the
     input's length.
     """
 
-    def __init__(self, overlap: int) -> None:
+    def __init__(
+        self,
+        overlap: int,
+        sample_rate: int | None = None,
+        align: str = "voices",
+        route: bool = False,
+    ) -> None:
+        if align not in ALIGNMENTS:
+            raise ValueError(f"align must be one of {ALIGNMENTS}, got {align!r}")
         self.overlap = overlap
+        self.sample_rate = sample_rate if align == "voices" else None
+        self.route = route
         self.fade_in, self.fade_out = crossfade(overlap)
         self.tail: np.ndarray | None = None
+        self.profiles: VoiceProfiles | None = None
         self.permutations: list[tuple[int, ...]] = []
 
     def push(self, sources: np.ndarray, last: bool) -> np.ndarray:
         """Add one chunk's sources (C, n); returns the finished samples (C, m)."""
         out = sources.astype(np.float32, copy=True)
+        perm = self._order(out)
+        out = out[list(perm)]
+        if self.sample_rate is not None and self.route:
+            out = route_lone_voice(out, self.sample_rate, self.profiles)
         if self.tail is not None:
-            head = out[:, : self.overlap]
-            perm = best_permutation(self.tail, head)
-            out = out[list(perm)]
             self.permutations.append(perm)
             out[:, : self.overlap] = (
                 self.tail * self.fade_out + out[:, : self.overlap] * self.fade_in
@@ -163,6 +198,24 @@ class OverlapAdd:
         self.tail = out[:, -self.overlap :].copy()
         return out[:, : -self.overlap]
 
+    def _order(self, sources: np.ndarray) -> tuple[int, ...]:
+        """The order of a new chunk's ``sources`` (identity for the first chunk); folds the
+        reordered chunk's voice features into the profiles."""
+        count = len(sources)
+        if self.sample_rate is None:
+            if self.tail is None:
+                return tuple(range(count))
+            return best_permutation(self.tail, sources[:, : self.overlap])
+        features, weights = voice_features(sources, self.sample_rate)
+        if self.profiles is None:
+            self.profiles = VoiceProfiles(count)
+        perm: tuple[int, ...] = tuple(range(count))
+        if self.tail is not None:
+            prior = self.profiles.scores(features, weights)
+            perm = best_permutation(self.tail, sources[:, : self.overlap], prior)
+        self.profiles.add(features[list(perm)], weights[list(perm)])
+        return perm
+
 
 def separate_blocks(
     separate_chunk: ChunkSeparator,
@@ -172,6 +225,8 @@ def separate_blocks(
     overlap: int,
     name: str = "input",
     sample_rate: int | None = None,
+    align: str = "voices",
+    joiner: OverlapAdd | None = None,
 ) -> Iterator[np.ndarray]:
     """Separate a mono stream chunk by chunk: yields (C, m) float32 blocks of final output.
 
@@ -179,9 +234,12 @@ def separate_blocks(
     same total length. For an input of at most ``chunk`` samples this is one model call,
     scaled by :func:`least_squares_gains`. A chunk whose scaled output is not finite raises
     :class:`AudioContentError` naming ``name`` (and the chunk's start time, given the
-    blocks' ``sample_rate``).
+    blocks' ``sample_rate``). Chunks are aligned by :class:`OverlapAdd` with ``align``
+    (voice profiles need the ``sample_rate``), or by ``joiner`` if given (to read its
+    profiles afterwards).
     """
-    joiner = OverlapAdd(overlap)
+    if joiner is None:
+        joiner = OverlapAdd(overlap, sample_rate, align)
     start = 0
     for samples, last in iter_chunks(blocks, chunk, overlap):
         estimates = separate_chunk(samples)
@@ -218,7 +276,10 @@ class Separator:
     float32 tensor (batch, T) to (batch, C, T) with a ``.config`` (:class:`TDANetConfig`).
     A torch module is put in eval mode, moved to ``device`` and run through
     :func:`tdanet.fast.optimize_for_inference`. Recordings are processed in chunks of ``chunk_seconds`` overlapping by
-    ``overlap_seconds`` (at most half a chunk).
+    ``overlap_seconds`` (at most half a chunk), aligned with ``align`` (:data:`ALIGNMENTS`;
+    see :class:`OverlapAdd`). ``route_lone_voices`` moves a voice talking alone wholly into
+    its speaker's output, and a recording that seems to hold one voice wholly into output 1
+    (off by default: it can also swallow a speaker much quieter than the other).
     """
 
     def __init__(
@@ -229,9 +290,20 @@ class Separator:
         chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
         overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
         backend: str = "torch",
+        align: str = "voices",
+        route_lone_voices: bool = False,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if align not in ALIGNMENTS:
+            raise ValueError(f"align must be one of {ALIGNMENTS}, got {align!r}")
+        self.align = align
+        self.route_lone_voices = route_lone_voices
+        # Frame energies (C, F) of the last separated recording's outputs, for speech_segments.
+        self.last_energies: np.ndarray | None = None
+        # Whether the last recording seemed to hold one voice (with route_lone_voices, all of
+        # it is then in output 1).
+        self.single_voice = False
         self.device = torch.device(device)
         self.backend = backend
         self.model, self.config = load_separation_model(model, backend=backend, device=self.device)
@@ -290,6 +362,7 @@ class Separator:
                 f"{name}: is silent (all samples are zero); nothing to separate"
             )
         at_model_rate = audio.resample(mono, sample_rate, self.sample_rate)
+        joiner = self._joiner()
         blocks = separate_blocks(
             self.separate_chunk,
             [at_model_rate],
@@ -297,8 +370,14 @@ class Separator:
             overlap=self.overlap,
             name=name,
             sample_rate=self.sample_rate,
+            align=self.align,
+            joiner=joiner,
         )
         sources = np.concatenate(list(blocks), axis=1)
+        self.single_voice = _one_voice(joiner)
+        if self.single_voice and self.route_lone_voices:
+            sources = merge_into_first(sources)
+        self.last_energies = frame_energies(sources, self.sample_rate)
         sources = audio.fit_length(
             audio.resample(sources, self.sample_rate, sample_rate), mono.shape[0]
         )
@@ -380,6 +459,8 @@ class Separator:
                     block = np.frombuffer(raw, np.float32).reshape(-1, self.num_sources)
                     # Resampling can end a few samples short of the input: pad with silence.
                     block = audio.fit_length(block.T, frames).T
+                    if self.single_voice and self.route_lone_voices:
+                        block = merge_into_first(block.T).T
                     writer.write(block * gain)
                     written += frames
         return outputs
@@ -405,6 +486,8 @@ class Separator:
             )
         )
         peak = 0.0
+        meter = FrameEnergy(self.num_sources, self.sample_rate)
+        joiner = self._joiner()
         for sources in separate_blocks(
             self.separate_chunk,
             self._checked(reader),
@@ -412,7 +495,10 @@ class Separator:
             overlap=self.overlap,
             name=str(reader.info.path),
             sample_rate=self.sample_rate,
+            align=self.align,
+            joiner=joiner,
         ):
+            meter.push(sources)
             block = np.ascontiguousarray(sources.T)
             if back is not None:
                 block = back.resample_chunk(block, last=False)
@@ -425,7 +511,16 @@ class Separator:
                 peak,
                 _write_scratch(scratch, back.resample_chunk(flush, last=True), reader.info.path),
             )
+        self.single_voice = _one_voice(joiner)
+        energies = meter.energies()
+        # Merged outputs' energies: approximately the sum (cross terms are ignored).
+        merged = self.single_voice and self.route_lone_voices
+        self.last_energies = merge_into_first(energies) if merged else energies
         return peak
+
+    def _joiner(self) -> OverlapAdd:
+        """A fresh :class:`OverlapAdd` for one recording with this separator's settings."""
+        return OverlapAdd(self.overlap, self.sample_rate, self.align, self.route_lone_voices)
 
     def _checked(self, reader: audio.MonoReader) -> Iterator[np.ndarray]:
         """``reader``'s blocks; at their end (before the model sees the last chunk) raises
@@ -438,6 +533,13 @@ class Separator:
                 f"{name}: is silent (all samples are zero); nothing to separate"
             )
 
+    def speech_segments(self) -> list[Segment]:
+        """Who speaks when in the last recording separated: (start s, end s, output index
+        from 0), from its outputs (:func:`tdanet.segments.speech_segments`)."""
+        if self.last_energies is None:
+            raise RuntimeError("speech_segments() needs a recording separated first")
+        return speech_segments(self.last_energies)
+
     def check_length(self, name: str, frames: int, sample_rate: int) -> None:
         """Raise :class:`AudioContentError` if ``frames`` at ``sample_rate`` is empty or
         shorter than one encoder frame of the model."""
@@ -449,6 +551,18 @@ class Separator:
                 f"{name}: too short ({frames} samples at {sample_rate} Hz); the model needs at "
                 f"least {kernel} samples at {self.sample_rate} Hz ({1000 * kernel / self.sample_rate:g} ms)"
             )
+
+
+def merge_into_first(sources: np.ndarray) -> np.ndarray:
+    """(C, T) sources with their sum in the first row and silence in the others."""
+    merged = np.zeros_like(sources)
+    merged[0] = sources.sum(axis=0)
+    return merged
+
+
+def _one_voice(joiner: OverlapAdd) -> bool:
+    """Whether the outputs ``joiner`` aligned all sound like one voice (voice alignment only)."""
+    return joiner.profiles is not None and joiner.profiles.same_voice()
 
 
 def _check_output_peak(peak: float, name: str) -> None:

@@ -101,6 +101,7 @@ def test_openapi_schema_documents_the_endpoint(server: str) -> None:
         "mixture",
         "audio_format",
         "bit_depth",
+        "segments",
     }
     assert "SeparationResponse" in schema["components"]["schemas"]
 
@@ -175,6 +176,24 @@ def test_zip_format_holds_a_wav_per_source_and_the_mixture(server: str) -> None:
 )
 def test_zip_entries_are_named_after_the_upload(name: str, stem: str) -> None:
     assert archive_stem(name) == stem
+
+
+def test_segments_come_back_in_json_and_zip(server: str) -> None:
+    content = audio_bytes(2.0)
+    plain = post_file(server, content).json()
+    assert plain["segments"] is None
+    body = post_file(server, content, params={"segments": "true"}).json()
+    assert body["segments"], body["segments"]
+    for segment in body["segments"]:
+        assert 0 <= segment["start_s"] < segment["end_s"] <= 2.0
+        assert segment["speaker"] in {"speaker1", "speaker2"}
+    response = post_file(server, content, params={"format": "zip", "segments": "true"})
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        # Named as `tdanet separate --segments` names them, after the upload (`mix.wav`).
+        assert {"mix.rttm", "mix_segments.csv"} <= set(archive.namelist())
+        rows = archive.read("mix_segments.csv").decode().splitlines()
+        rttm = archive.read("mix.rttm").decode().splitlines()
+    assert rows[0] == "start,end,speaker" and len(rows) - 1 == len(rttm) == len(body["segments"])
 
 
 def multipart(

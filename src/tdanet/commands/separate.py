@@ -70,6 +70,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="audio stream to separate in files with several, counted from 0 (default: 0)",
     )
+    parser.add_argument(
+        "--segments",
+        action="store_true",
+        help="also write who speaks when: <stem>.rttm and <stem>_segments.csv (start, end, "
+        "speaker) from the separated outputs",
+    )
+    parser.add_argument(
+        "--lone-voices",
+        action="store_true",
+        help="move a voice talking alone wholly into its speaker's output, and a recording "
+        "of one voice into spk1 (can also swallow a much quieter second speaker)",
+    )
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--overwrite", action="store_true", help="replace existing output files")
     existing.add_argument(
@@ -86,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import audio
     from ..errors import TDANetError
     from ..pretrained import DEFAULT_MODEL
+    from ..segments import single_speaker
     from ..separate import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, Separator, output_paths
     from . import warn_if_untrained
 
@@ -114,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             chunk_seconds=chunk,
             overlap_seconds=overlap,
             backend=args.backend,
+            route_lone_voices=args.lone_voices,
         )
     except ValueError as exc:  # chunk/overlap out of range; model errors are TDANetError
         if isinstance(exc, TDANetError):
@@ -145,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"{item.path}: skipped, its outputs exist")
             continue
         try:
+            if args.segments:
+                _check_segment_paths(item.path, out_dir, args.overwrite)
             info = audio.audio_info(item.path, args.stream)
             if len(info.streams) > 1:
                 tqdm.write(
@@ -178,6 +194,15 @@ def run(args: argparse.Namespace) -> int:
                 )
             for warning in caught:
                 tqdm.write(f"tdanet separate: warning: {warning.message}", file=sys.stderr)
+            segments = separator.speech_segments()
+            if separator.single_voice or single_speaker(segments, separator.num_sources):
+                tqdm.write(
+                    f"note: {item.path}: seems to hold a single speaker (the outputs sound "
+                    "alike or one holds nearly all the speech)",
+                    file=sys.stderr,
+                )
+            if args.segments:
+                outputs += _write_segments(item.path, out_dir, segments)
         except TDANetError as exc:
             _error(str(exc))
             failed += 1
@@ -193,6 +218,33 @@ def run(args: argparse.Namespace) -> int:
         f"{failed} failed"
     )
     return 1 if failed else 0
+
+
+def _check_segment_paths(path: Path, out_dir: Path, overwrite: bool) -> None:
+    """Refuse, before separating, segment files that exist (unless ``overwrite``)."""
+    from ..errors import AudioWriteError
+    from ..segments import segment_paths
+
+    for target in segment_paths(path, out_dir):
+        if Path(target).exists() and not overwrite:
+            raise AudioWriteError(f"{target}: already exists; pass --overwrite to replace it")
+
+
+def _write_segments(path: Path, out_dir: Path, segments: list[Any]) -> list[Path]:
+    """Write ``out_dir/<stem>.rttm`` and ``<stem>_segments.csv``, each renamed into place
+    when complete; returns their paths."""
+    from ..atomic import replaced_on_success
+    from ..errors import AudioWriteError
+    from ..segments import csv_text, rttm_text, segment_paths
+
+    rttm, table = (Path(p) for p in segment_paths(path, out_dir))
+    for target, text in ((rttm, rttm_text(segments, path.stem)), (table, csv_text(segments))):
+        try:
+            with replaced_on_success(target) as temp:
+                temp.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise AudioWriteError(f"{target}: cannot write ({exc.strerror})") from None
+    return [rttm, table]
 
 
 def _error(line: str) -> None:

@@ -38,6 +38,7 @@ from .service import (
     encode_zip,
     separate_upload,
     source_name,
+    speaker_segments,
 )
 from .settings import WebSettings
 from .uploads import FILE_FIELD, receive_upload
@@ -203,6 +204,14 @@ class AudioTrack(BaseModel):
     audio_base64: str | None = None
 
 
+class SpeechSegment(BaseModel):
+    """One stretch of speech of one separated speaker."""
+
+    start_s: float
+    end_s: float
+    speaker: str = Field(description="`speaker1`, `speaker2`, ... like the sources")
+
+
 class SeparationResponse(BaseModel):
     """The separated sources of one recording, at the recording's own sample rate."""
 
@@ -219,6 +228,9 @@ class SeparationResponse(BaseModel):
     warnings: list[str] = Field(
         default_factory=list,
         description="problems that did not stop the separation, e.g. a truncated file",
+    )
+    segments: list[SpeechSegment] | None = Field(
+        default=None, description="who speaks when, from the sources, when `segments=true`"
     )
 
 
@@ -383,6 +395,11 @@ def create_app(
             "json", description="`json`: base64 WAVs in JSON; `zip`: a zip of WAV files"
         ),
         mixture: bool = Query(False, description="also return the mono mixture"),
+        segments: bool = Query(
+            False,
+            description="also return who speaks when (JSON `segments`; zip: segments.rttm "
+            "and segments.csv)",
+        ),
         audio_format: Literal["wav", "flac", "mp3", "opus"] = Query(
             "wav", description="format of the returned files"
         ),
@@ -438,7 +455,7 @@ def create_app(
                     warnings = upload_warnings(header, upload, name)
                     if format == "zip":
                         payload = await anyio.to_thread.run_sync(
-                            encode_zip, result, mixture, name, audio_format, subtype
+                            encode_zip, result, mixture, name, audio_format, subtype, segments
                         )
                         headers = {"Content-Disposition": 'attachment; filename="separated.zip"'}
                         if warnings:
@@ -455,6 +472,7 @@ def create_app(
                         audio_format,
                         subtype,
                         warnings,
+                        segments,
                     )
                     return Response(body, media_type="application/json")
         except ClientDisconnect:
@@ -497,6 +515,7 @@ def _json_body(
     audio_format: str,
     subtype: str | None,
     warnings: list[str],
+    include_segments: bool = False,
 ) -> bytes:
     """The :class:`SeparationResponse` as JSON bytes, built off the event loop (it is large)."""
 
@@ -519,5 +538,11 @@ def _json_body(
         sources=[track(source_name(i), s) for i, s in enumerate(result.sources)],
         mixture=track("mixture", result.mixture) if include_mixture else None,
         warnings=warnings,
+        segments=[
+            SpeechSegment(start_s=start, end_s=end, speaker=source_name(index))
+            for start, end, index in speaker_segments(result)
+        ]
+        if include_segments
+        else None,
     )
     return response.model_dump_json().encode()

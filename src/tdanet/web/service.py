@@ -27,6 +27,7 @@ from ..audio import (
     read_blocks,
 )
 from ..errors import AudioContentError, AudioReadError, TDANetError
+from ..segments import Segment, csv_text, frame_energies, rttm_text, speech_segments
 from .errors import ApiError
 
 
@@ -163,15 +164,22 @@ def archive_stem(name: str) -> str:
     return stem[:100] or "upload"
 
 
+def speaker_segments(result: Separated) -> list[Segment]:
+    """Who speaks when in ``result``: (start s, end s, source index) from its sources."""
+    return speech_segments(frame_energies(result.sources, result.sample_rate))
+
+
 def encode_zip(
     result: Separated,
     include_mixture: bool,
     name: str,
     audio_format: str = "wav",
     subtype: str | None = None,
+    include_segments: bool = False,
 ) -> bytes:
-    """A zip of ``<stem>_spk<i>.<audio_format>`` per source (and ``<stem>_mixture``) for the
-    client's file ``name``, as ``tdanet separate`` names its outputs; stored uncompressed."""
+    """A zip of ``<stem>_spk<i>.<audio_format>`` per source (and ``<stem>_mixture``, and with
+    ``include_segments`` ``<stem>.rttm`` and ``<stem>_segments.csv``) for the client's file
+    ``name``, as ``tdanet separate`` names its outputs; stored uncompressed."""
     stem = archive_stem(name)
     buffer = io.BytesIO()
     tracks = [(f"spk{i + 1}", source) for i, source in enumerate(result.sources)]
@@ -183,4 +191,8 @@ def encode_zip(
                 f"{stem}_{track}.{audio_format}",
                 encode_track(samples, result.sample_rate, audio_format, subtype),
             )
+        if include_segments:
+            found = speaker_segments(result)
+            archive.writestr(f"{stem}.rttm", rttm_text(found, stem))
+            archive.writestr(f"{stem}_segments.csv", csv_text(found))
     return buffer.getvalue()

@@ -1,0 +1,142 @@
+"""Who speaks when: speaker activity from separated outputs, written as RTTM and CSV.
+
+:class:`FrameEnergy` measures each output's energy in 10 ms frames as the outputs stream
+by; :func:`speech_segments` turns the energies into (start, end, speaker) segments: an
+output speaks in a frame when its smoothed energy is within :data:`ACTIVE_FLOOR_DB` of the
+recording's loud speech and within :data:`DOMINANCE_DB` of the loudest output there, and
+short pauses and blips are bridged or dropped. :func:`write_rttm` and :func:`write_csv`
+write them; :func:`single_speaker` says when one output holds nearly all the speech.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import os
+from collections.abc import Iterable
+
+import numpy as np
+
+FRAME_SECONDS = 0.01
+# Energy smoothing window, and the gaps bridged / segments dropped, in seconds.
+SMOOTH_SECONDS = 0.1
+MIN_GAP_SECONDS = 0.1
+MIN_SEGMENT_SECONDS = 0.2
+# Active: within this many dB of the recording's loud speech (95th percentile frame) ...
+ACTIVE_FLOOR_DB = 35.0
+# ... and within this many dB of the loudest output in the frame (not a leak of it).
+DOMINANCE_DB = 20.0
+# One output with more than this share of the speech time means a single speaker.
+SINGLE_SPEAKER_SHARE = 0.97
+
+Segment = tuple[float, float, int]
+
+
+class FrameEnergy:
+    """Energy of each of C outputs in consecutive frames of ``frame`` samples, block by block."""
+
+    def __init__(self, num_sources: int, sample_rate: int) -> None:
+        self.frame = max(1, round(FRAME_SECONDS * sample_rate))
+        self.rest = np.zeros((num_sources, 0), np.float32)
+        self.blocks: list[np.ndarray] = []
+
+    def push(self, block: np.ndarray) -> None:
+        """Add (C, n) samples; complete frames are measured, the rest waits for the next block."""
+        data = np.concatenate([self.rest, block.astype(np.float32)], axis=1)
+        whole = data.shape[1] // self.frame * self.frame
+        frames = data[:, :whole].astype(np.float64).reshape(len(data), -1, self.frame)
+        self.blocks.append((frames**2).mean(axis=2))
+        self.rest = data[:, whole:]
+
+    def energies(self) -> np.ndarray:
+        """(C, F) mean-square energy per frame, the last partial frame included."""
+        parts = list(self.blocks)
+        if self.rest.shape[1]:
+            parts.append((self.rest.astype(np.float64) ** 2).mean(axis=1, keepdims=True))
+        return np.concatenate(parts, axis=1) if parts else np.zeros((len(self.rest), 0))
+
+
+def frame_energies(sources: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(C, F) energy per :data:`FRAME_SECONDS` frame of whole sources (C, T)."""
+    meter = FrameEnergy(len(sources), sample_rate)
+    meter.push(sources)
+    return meter.energies()
+
+
+def _runs(active: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) frame indexes of the runs of True in a 1-D bool array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def activity(energies: np.ndarray) -> np.ndarray:
+    """(C, F) bool: where each output speaks (see the module docstring); bridges pauses
+    shorter than :data:`MIN_GAP_SECONDS` and drops runs shorter than
+    :data:`MIN_SEGMENT_SECONDS`."""
+    width = max(1, round(SMOOTH_SECONDS / FRAME_SECONDS))
+    kernel = np.ones(width) / width
+    smooth = np.array([np.convolve(row, kernel, mode="same") for row in energies])
+    if not smooth.size or smooth.max() <= 0.0:
+        return np.zeros(energies.shape, bool)
+    loud = np.percentile(smooth.max(axis=0), 95)
+    active = (smooth >= loud * 10 ** (-ACTIVE_FLOOR_DB / 10)) & (
+        smooth >= smooth.max(axis=0) * 10 ** (-DOMINANCE_DB / 10)
+    )
+    for row in active:
+        runs = _runs(row)
+        for (_, end), (start, _) in itertools.pairwise(runs):
+            if (start - end) * FRAME_SECONDS < MIN_GAP_SECONDS:
+                row[end:start] = True
+        for start, end in _runs(row):
+            if (end - start) * FRAME_SECONDS < MIN_SEGMENT_SECONDS:
+                row[start:end] = False
+    return active
+
+
+def speech_segments(energies: np.ndarray) -> list[Segment]:
+    """(start s, end s, output index from 0) of each output's speech, sorted by start."""
+    found = [
+        (start * FRAME_SECONDS, end * FRAME_SECONDS, index)
+        for index, row in enumerate(activity(energies))
+        for start, end in _runs(row)
+    ]
+    return sorted(found)
+
+
+def single_speaker(segments: Iterable[Segment], num_sources: int) -> bool:
+    """True when one output holds more than :data:`SINGLE_SPEAKER_SHARE` of the speech time."""
+    time = np.zeros(num_sources)
+    for start, end, index in segments:
+        time[index] += end - start
+    return bool(time.sum() > 0 and time.max() > SINGLE_SPEAKER_SHARE * time.sum())
+
+
+def speaker_label(index: int) -> str:
+    """Label of output ``index`` (from 0) in RTTM and CSV: ``spk1``, ``spk2``, ... like the files."""
+    return f"spk{index + 1}"
+
+
+def rttm_text(segments: Iterable[Segment], recording: str) -> str:
+    """NIST RTTM lines ``SPEAKER <recording> 1 <start> <duration> <NA> <NA> <label> <NA> <NA>``."""
+    name = recording.replace(" ", "_") or "recording"
+    return "".join(
+        f"SPEAKER {name} 1 {start:.2f} {end - start:.2f} <NA> <NA> {speaker_label(i)} <NA> <NA>\n"
+        for start, end, i in segments
+    )
+
+
+def csv_text(segments: Iterable[Segment]) -> str:
+    """CSV with a header row ``start,end,speaker`` (seconds, two decimals; ``spk1``...)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["start", "end", "speaker"])
+    for start, end, index in segments:
+        writer.writerow([f"{start:.2f}", f"{end:.2f}", speaker_label(index)])
+    return buffer.getvalue()
+
+
+def segment_paths(path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> tuple[str, str]:
+    """``out_dir/<stem>.rttm`` and ``out_dir/<stem>_segments.csv`` for input ``path``."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return os.path.join(out_dir, f"{stem}.rttm"), os.path.join(out_dir, f"{stem}_segments.csv")
