@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -438,3 +439,53 @@ def test_silent_file_is_refused_before_any_model_call(tmp_path: Path) -> None:
     sf.write(tmp_path / "late.wav", late, RATE)
     assert len(separator.separate_file(tmp_path / "late.wav", tmp_path / "out")) == 2
     assert calls
+
+
+def test_map_in_order_keeps_order_and_bounds_the_calls_in_flight() -> None:
+    import threading
+    import time
+
+    from tdanet.separate import map_in_order
+
+    running, most, lock = [0], [0], threading.Lock()
+
+    def slow(value: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.01 * (value % 3))
+        with lock:
+            running[0] -= 1
+        return value * value
+
+    taken: list[int] = []
+
+    def items() -> Iterator[int]:
+        for value in range(12):
+            taken.append(value)
+            yield value
+
+    seen = []
+    for result in map_in_order(slow, items(), workers=3):
+        seen.append(result)
+        assert len(taken) - len(seen) <= 3  # never more than `workers` items ahead
+    assert seen == [v * v for v in range(12)] and 1 < most[0] <= 3
+    assert list(map_in_order(slow, range(4), workers=1)) == [0, 1, 4, 9]
+
+
+def test_workers_give_the_same_output_as_one(tmp_path: Path) -> None:
+    model = randomize_(load_model("tdanet-tiny"))
+    signal = 0.1 * np.random.default_rng(3).standard_normal(5 * 16000).astype(np.float32)
+    outputs = []
+    for workers in (1, 3):
+        separator = Separator(model, chunk_seconds=1.0, overlap_seconds=0.25, workers=workers)
+        outputs.append(separator.separate(signal, 16000))
+        sf.write(tmp_path / "in.wav", signal, 16000, subtype="FLOAT")
+        written = separator.separate_file(
+            tmp_path / "in.wav", tmp_path / f"out{workers}", subtype="FLOAT"
+        )
+        outputs.append(np.stack([sf.read(path, dtype="float32")[0] for path in written]))
+    np.testing.assert_array_equal(outputs[0], outputs[2])
+    np.testing.assert_array_equal(outputs[1], outputs[3])
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        Separator(model, workers=0)

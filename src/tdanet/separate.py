@@ -19,6 +19,7 @@ through it in two passes with bounded memory (:meth:`Separator.separate_file`).
 
 from __future__ import annotations
 
+import collections
 import importlib
 import itertools
 import math
@@ -26,6 +27,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,6 +58,8 @@ WRITE_BLOCK_FRAMES = 65_536
 # One chunk's mono samples (T,) -> its separated sources (C, T), float32.
 ChunkSeparator = Callable[[np.ndarray], np.ndarray]
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def iter_chunks(
@@ -217,6 +221,28 @@ class OverlapAdd:
         return perm
 
 
+def map_in_order(
+    function: Callable[[T], R], items: Iterable[T], workers: int
+) -> Iterator[R]:
+    """``function`` over ``items``, results in the items' order, with up to ``workers`` calls
+    running at once in threads (torch and numpy release the GIL while they compute).
+
+    At most ``workers`` items are taken ahead of the results yielded, so memory stays bounded
+    by ``workers`` chunks. With one worker it is plain ``map``.
+    """
+    if workers <= 1:
+        yield from map(function, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: collections.deque[Future[R]] = collections.deque()
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def separate_blocks(
     separate_chunk: ChunkSeparator,
     blocks: Iterable[np.ndarray],
@@ -227,6 +253,7 @@ def separate_blocks(
     sample_rate: int | None = None,
     align: str = "voices",
     joiner: OverlapAdd | None = None,
+    workers: int = 1,
 ) -> Iterator[np.ndarray]:
     """Separate a mono stream chunk by chunk: yields (C, m) float32 blocks of final output.
 
@@ -236,14 +263,21 @@ def separate_blocks(
     :class:`AudioContentError` naming ``name`` (and the chunk's start time, given the
     blocks' ``sample_rate``). Chunks are aligned by :class:`OverlapAdd` with ``align``
     (voice profiles need the ``sample_rate``), or by ``joiner`` if given (to read its
-    profiles afterwards).
+    profiles afterwards). ``workers`` chunks are separated at once (:func:`map_in_order`);
+    the output does not depend on it.
     """
     if joiner is None:
         joiner = OverlapAdd(overlap, sample_rate, align)
-    start = 0
-    for samples, last in iter_chunks(blocks, chunk, overlap):
+
+    def scaled(item: tuple[np.ndarray, bool]) -> tuple[np.ndarray, bool, np.ndarray]:
+        samples, last = item
         estimates = separate_chunk(samples)
-        estimates = estimates * least_squares_gains(estimates, samples)[:, np.newaxis]
+        return samples, last, estimates * least_squares_gains(estimates, samples)[:, np.newaxis]
+
+    start = 0
+    for samples, last, estimates in map_in_order(
+        scaled, iter_chunks(blocks, chunk, overlap), workers
+    ):
         if not np.isfinite(estimates).all():
             where = f" at {start / sample_rate:.1f} s" if sample_rate else ""
             raise AudioContentError(
@@ -280,6 +314,8 @@ class Separator:
     see :class:`OverlapAdd`). ``route_lone_voices`` moves a voice talking alone wholly into
     its speaker's output, and a recording that seems to hold one voice wholly into output 1
     (off by default: it can also swallow a speaker much quieter than the other).
+    ``workers`` chunks of a long recording are separated at once in threads (give torch one
+    intra-op thread then: ``torch.set_num_threads(1)``); the output is the same for any count.
     """
 
     def __init__(
@@ -292,13 +328,17 @@ class Separator:
         backend: str = "torch",
         align: str = "voices",
         route_lone_voices: bool = False,
+        workers: int = 1,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if align not in ALIGNMENTS:
             raise ValueError(f"align must be one of {ALIGNMENTS}, got {align!r}")
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         self.align = align
         self.route_lone_voices = route_lone_voices
+        self.workers = workers
         # Frame energies (C, F) of the last separated recording's outputs, for speech_segments.
         self.last_energies: np.ndarray | None = None
         # Whether the last recording seemed to hold one voice (with route_lone_voices, all of
@@ -372,6 +412,7 @@ class Separator:
             sample_rate=self.sample_rate,
             align=self.align,
             joiner=joiner,
+            workers=self.workers,
         )
         sources = np.concatenate(list(blocks), axis=1)
         self.single_voice = _one_voice(joiner)
@@ -497,6 +538,7 @@ class Separator:
             sample_rate=self.sample_rate,
             align=self.align,
             joiner=joiner,
+            workers=self.workers,
         ):
             meter.push(sources)
             block = np.ascontiguousarray(sources.T)

@@ -320,3 +320,23 @@ def test_files_and_globs_mirror_their_folders_below_the_common_parent(
     pattern = str(tmp_path / "in" / "*" / "take.wav")
     assert main(["separate", pattern, "-o", str(globbed), "--quiet", *MODEL]) == 0
     assert files_under(globbed) == expected
+
+
+def test_workers_and_threads_are_checked_and_give_the_same_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "long.wav"
+    sf.write(path, speech_like(3.0, 16000), 16000, subtype="FLOAT")
+    base = ["separate", str(path), "--chunk-seconds", "1", "--overlap-seconds", "0.25", "--quiet"]
+    assert seeded([*base, "-o", str(tmp_path / "one"), "--workers", "1", *MODEL]) == 0
+    assert seeded([*base, "-o", str(tmp_path / "two"), "--workers", "2", *MODEL]) == 0
+    for speaker in (1, 2):
+        one = sf.read(tmp_path / "one" / f"long_spk{speaker}.wav")[0]
+        two = sf.read(tmp_path / "two" / f"long_spk{speaker}.wav")[0]
+        np.testing.assert_array_equal(one, two)
+    capsys.readouterr()
+    for bad in (["--workers", "0"], ["--threads", "-1"]):
+        assert main([*base, "-o", str(tmp_path / "bad"), *MODEL, *bad]) == 1
+        err = capsys.readouterr().err
+        assert f"{bad[0]} must be at least 1" in err and err.count("\n") == 1
+    assert not (tmp_path / "bad").exists()

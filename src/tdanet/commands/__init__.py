@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+
+# Most chunk workers a default picks: past this, memory grows faster than speed.
+MAX_DEFAULT_WORKERS = 4
 
 
 def warn_if_untrained(command: str, model: str | os.PathLike[str]) -> None:
@@ -13,3 +17,44 @@ def warn_if_untrained(command: str, model: str | os.PathLike[str]) -> None:
     note = untrained_note(model)
     if note is not None:
         print(f"tdanet {command}: warning: {note}", file=sys.stderr)
+
+
+def add_cpu_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--workers`` and ``--threads``, shared by the commands that separate recordings."""
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="chunks of a long recording separated at once, each on one core (default: the "
+        f"number of cores, at most {MAX_DEFAULT_WORKERS}; 1 on a GPU)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads inside each model call (default: 1 with several workers, else all "
+        "cores)",
+    )
+
+
+def apply_cpu_arguments(args: argparse.Namespace) -> int:
+    """Set torch's threads from ``--threads``/``--workers`` and return the worker count.
+
+    Threads that wait for work do not spin (``OMP_WAIT_POLICY=PASSIVE`` unless set): set
+    before torch is loaded, as OpenMP reads it once.
+    """
+    from ..errors import TDANetError
+
+    for name in ("workers", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise TDANetError(f"--{name} must be at least 1, got {value}")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    cores = os.cpu_count() or 1
+    on_cpu = str(getattr(args, "device", "cpu")).startswith("cpu")
+    workers = args.workers or (min(cores, MAX_DEFAULT_WORKERS) if on_cpu else 1)
+    threads = args.threads or (1 if workers > 1 else cores)
+    torch.set_num_threads(threads)
+    return workers

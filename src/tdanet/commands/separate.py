@@ -9,6 +9,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from . import add_cpu_arguments, apply_cpu_arguments
+
 HELP = "separate recordings (files, folders, globs) into one file per speaker"
 
 
@@ -37,9 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend", choices=("torch", "onnxruntime"), default="torch", help="inference engine"
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch (default: all cores)"
-    )
+    add_cpu_arguments(parser)
     parser.add_argument(
         "--chunk-seconds", type=float, default=None, help="length of the chunks (default: 10)"
     )
@@ -102,10 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from ..separate import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, Separator, output_paths
     from . import warn_if_untrained
 
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(max(1, args.threads))
+    workers = apply_cpu_arguments(args)
     if args.stream < 0:
         raise TDANetError(f"--stream must be 0 or more, got {args.stream}")
     subtype = audio.output_subtype(args.audio_format, args.bit_depth)
@@ -128,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             overlap_seconds=overlap,
             backend=args.backend,
             route_lone_voices=args.lone_voices,
+            workers=workers,
         )
     except ValueError as exc:  # chunk/overlap out of range; model errors are TDANetError
         if isinstance(exc, TDANetError):

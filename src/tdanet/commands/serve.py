@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import TDANetError
+from . import add_cpu_arguments, apply_cpu_arguments
 
 HELP = "run the web app and HTTP API for separation"
 # Largest --max-upload-mb: 1 TiB.
@@ -27,9 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--port", type=int, default=8000, help="port to listen on; 0 picks a free one"
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch (default: all cores)"
-    )
+    add_cpu_arguments(parser)
     parser.add_argument(
         "--max-upload-mb", type=float, default=100.0, help="largest accepted upload in MiB"
     )
@@ -128,13 +127,10 @@ def run(args: argparse.Namespace) -> int:
         upload_timeout_s=args.upload_timeout,
         allowed_hosts=allowed_hosts(args.host, args.allowed_hosts, LOCAL_HOSTS),
     )
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(max(1, args.threads))
+    workers = apply_cpu_arguments(args)
     work_dir = WorkDir(args.work_dir)
     try:
-        separator = Separator(model=model, device=args.device)
+        separator = Separator(model=model, device=args.device, workers=workers)
         app = create_app(separator, settings, work_dir)
         sock = listen_socket(args.host, args.port)
         host, port = sock.getsockname()[:2]
