@@ -34,13 +34,14 @@ def crop_to_input(decoded: torch.Tensor, kernel: int, hop: int, length: int) -> 
     return decoded[..., side : side + length]
 
 
-def as_batch(waveform: torch.Tensor) -> torch.Tensor:
-    """(T,) or (batch, T) -> (batch, T); any other shape, or T = 0, is a ValueError."""
+def as_batch(waveform: torch.Tensor, network: str = "TDANet") -> torch.Tensor:
+    """(T,) or (batch, T) -> (batch, T); any other shape, or T = 0, is a ValueError that
+    names the ``network``."""
     if waveform.dim() == 1:
         waveform = waveform.unsqueeze(0)
     if waveform.dim() != 2 or waveform.shape[-1] < 1:
         raise ValueError(
-            f"TDANet expects a (batch, samples) waveform with samples >= 1, "
+            f"{network} expects a (batch, samples) waveform with samples >= 1, "
             f"got shape {tuple(waveform.shape)}"
         )
     return waveform

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import reject_unknown_keys
+from .tdanet import as_batch
 
 FAMILY = "tfacm"
 # CConv2d of the encoder and the output convolution: 3 frames x 3 bins (TF-GridNet's size).
@@ -634,13 +635,7 @@ class TFACM(nn.Module):
         every output sample is covered by all its frames; output sample n depends only on
         input samples < n + win_length.
         """
-        if waveform.dim() == 1:
-            waveform = waveform.unsqueeze(0)
-        if waveform.dim() != 2 or waveform.shape[-1] < 1:
-            raise ValueError(
-                f"TFACM expects a (batch, samples) waveform with samples >= 1, "
-                f"got shape {tuple(waveform.shape)}"
-            )
+        waveform = as_batch(waveform, "TFACM")
         c = self.config
         batch, length = waveform.shape
         lead = c.win_length - c.hop_length
