@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import torch.nn.functional as F
 
 from tdanet.checkpoint import save_checkpoint
 from tdanet.cli import main
@@ -15,9 +14,7 @@ from tdanet.export import (
     CHECK_TOLERANCE,
     ExportError,
     OnnxModel,
-    adaptive_average,
     export_onnx,
-    nearest_resize,
     verify_onnx,
 )
 from tdanet.model import PRESETS, TDANet
@@ -36,19 +33,6 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[TDANet, Path]
     path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     export_onnx(model, path)
     return model, path
-
-
-@pytest.mark.parametrize(("source", "target"), [(5, 3), (3, 5), (253, 1010), (63, 1000), (8, 8)])
-def test_nearest_resize_is_interpolate(source: int, target: int) -> None:
-    x = torch.randn(2, 3, source)
-    assert torch.equal(nearest_resize(x, target), F.interpolate(x, size=target, mode="nearest"))
-
-
-@pytest.mark.parametrize(("source", "target"), [(10, 3), (1010, 64), (7, 7), (1, 1), (9, 4)])
-def test_adaptive_average_is_adaptive_avg_pool(source: int, target: int) -> None:
-    x = torch.randn(2, 3, source)
-    expected = F.adaptive_avg_pool1d(x, target)
-    assert torch.allclose(adaptive_average(x, target), expected, atol=1e-6)
 
 
 def test_onnx_runs_any_length_like_pytorch(tiny_export: tuple[TDANet, Path]) -> None:

@@ -1,33 +1,29 @@
 """ONNX export with a dynamic length axis, and :class:`OnnxModel` to run the result.
 
-The eager model's ``F.interpolate(size=...)`` and ``F.adaptive_avg_pool1d`` with sizes that
-do not divide, and its Python-side position-table branch, do not translate to a graph that
-is right for every length. :class:`ExportableTDANet` computes the same function with
-shape-generic tensor ops instead (nearest resize as a gather with the exact float32 index
-rule, adaptive pooling as differences of a float64 cumulative sum, the position table from
-its formula), and is what gets exported.
+The network is traced as it is defined: its forward uses shape-generic ops
+(:mod:`tdanet.model.ops`: nearest resize as a gather, adaptive pooling from a cumulative
+sum, the position table from its formula while tracing, attention spelled out at
+inference), so the graph is right for every length. The only change for export is
+numerical: :class:`WideGlobalLayerNorm` reduces in float64, as onnxruntime's float32
+reductions lose accuracy over long inputs.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .atomic import replaced_on_success
 from .errors import CheckpointError, TDANetError
-from .model import TDANet, TDANetConfig, as_batch, crop_to_input, pad_to_valid_length
-from .model.attention import MultiHeadAttention
-from .model.layers import GlobalLayerNorm, LocalAttention
-from .model.tdanet import UBlock
+from .model import TDANet, TDANetConfig, as_batch
+from .model.layers import GlobalLayerNorm
 
 # ONNX operator set used for the export.
 OPSET = 18
@@ -39,100 +35,6 @@ OUTPUT_NAME = "sources"
 
 class ExportError(TDANetError):
     """An export that cannot be done: missing exporter, unwritable destination."""
-
-
-def nearest_resize(x: torch.Tensor, length: int) -> torch.Tensor:
-    """``F.interpolate(x, size=length, mode="nearest")`` for (batch, C, T) as a gather.
-
-    Index ``min(floor(i * (T / length)), T - 1)`` in float32, the rule PyTorch's kernel
-    uses, built from tensors so that a traced graph stays right for any T and length.
-    """
-    source = x.shape[-1]
-    scale = (
-        torch.ones((), dtype=torch.float32)
-        * source
-        / (torch.ones((), dtype=torch.float32) * length)
-    )
-    positions = torch.arange(length).to(torch.float32) * scale
-    index = torch.clamp(torch.floor(positions).to(torch.int64), max=source - 1)
-    return torch.index_select(x, -1, index)
-
-
-def adaptive_average(x: torch.Tensor, length: int) -> torch.Tensor:
-    """``F.adaptive_avg_pool1d(x, length)`` for (batch, C, T) with any T and length.
-
-    Window i covers ``[floor(i T / length), ceil((i + 1) T / length))``; its mean is a
-    difference of a cumulative sum (float64, so long inputs keep float32 accuracy).
-    """
-    source = x.shape[-1]
-    cumulative = F.pad(torch.cumsum(x.to(torch.float64), dim=-1), (1, 0))
-    steps = torch.arange(length)
-    start = torch.div(steps * source, length, rounding_mode="floor")
-    end = torch.div((steps + 1) * source + length - 1, length, rounding_mode="floor")
-    total = torch.index_select(cumulative, -1, end) - torch.index_select(cumulative, -1, start)
-    return (total / (end - start).to(torch.float64)).to(x.dtype)
-
-
-def position_table(length: int, channels: int) -> torch.Tensor:
-    """(1, length, channels) sinusoidal table, the formula of ``sinusoid_table``."""
-    position = torch.arange(length).to(torch.float32).unsqueeze(1)
-    freq = torch.exp(
-        torch.arange(0, channels, 2, dtype=torch.float32) * (-math.log(10000.0) / channels)
-    )
-    angles = position * freq  # (length, channels / 2)
-    return torch.stack([torch.sin(angles), torch.cos(angles)], dim=-1).reshape(1, length, channels)
-
-
-def _local_attention(la: LocalAttention, local: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
-    """``LocalAttention.forward`` with :func:`nearest_resize`: (batch, N, T_l) out."""
-    length = local.shape[-1]
-    gate = nearest_resize(torch.sigmoid(la.global_act(glob)), length)
-    shift = nearest_resize(la.global_embedding(glob), length)
-    return la.local_embedding(local) * gate + shift
-
-
-def _attention(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
-    """``MultiHeadAttention.forward`` with the table from its formula: (batch, N, frames)."""
-    h = x.transpose(1, 2)
-    h = mha.attn_in_norm(h) + position_table(h.shape[1], mha.pos_enc.channels)
-    out = mha.per_frame(h) if mha.mode == "frame" else _self_attention(mha.attn, h)
-    return mha.norm(2.0 * out).transpose(1, 2)
-
-
-def _self_attention(attn: nn.MultiheadAttention, h: torch.Tensor) -> torch.Tensor:
-    """``attn(h, h, h)`` (batch-first, eval) spelled out: its fused kernel has no ONNX form.
-
-    h (batch, frames, N) -> (batch, frames, N).
-    """
-    batch, frames, channels = h.shape
-    heads = attn.num_heads
-    q, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-    q, k, v = (t.reshape(batch, frames, heads, -1).transpose(1, 2) for t in (q, k, v))
-    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(attn.head_dim), dim=-1)
-    out = (weights @ v).transpose(1, 2).reshape(batch, frames, channels)
-    return attn.out_proj(out)
-
-
-def _ublock(unet: UBlock, x: torch.Tensor) -> torch.Tensor:
-    """``UBlock.forward`` at inference with shape-generic resizing and pooling."""
-    levels = [unet.spp_dw[0](unet.proj_1x1(x))]
-    for down in list(unet.spp_dw)[1:]:
-        levels.append(down(levels[-1]))
-    top_length = levels[-1].shape[-1]
-    glob = levels[-1]
-    for level in levels[:-1]:
-        glob = glob + adaptive_average(level, top_length)
-    ga = unet.globalatt
-    glob = glob + _attention(ga.attn, glob)
-    glob = glob + ga.mlp(glob)
-    fusions: list[LocalAttention] = list(unet.loc_glo_fus)  # type: ignore[arg-type]
-    decoder: list[LocalAttention] = list(unet.last_layer)  # type: ignore[arg-type]
-    fused = [_local_attention(la, level, glob) for la, level in zip(fusions, levels, strict=True)]
-    top = unet.depth - 2
-    y = _local_attention(decoder[top], fused[top], fused[top - 1])
-    for i in range(top - 1, -1, -1):
-        y = _local_attention(decoder[i], fused[i], y)
-    return unet.res_conv(y) + x
 
 
 class WideGlobalLayerNorm(nn.Module):
@@ -165,31 +67,17 @@ def _with_wide_norms(model: TDANet) -> TDANet:
 
 
 class ExportableTDANet(nn.Module):
-    """The eager model's inference function in export-friendly form: (batch, T) -> (batch, C, T).
-
-    Works on a copy of the given model's weights; see the module docstring.
-    """
+    """The model to trace: (batch, T) -> (batch, C, T), a copy of ``model`` whose gLNs are
+    :class:`WideGlobalLayerNorm` (same weights); otherwise the network as it is defined."""
 
     def __init__(self, model: TDANet) -> None:
         super().__init__()
-        self.model = _with_wide_norms(model)
+        self.model = _with_wide_norms(model).eval()
         self.config = model.config
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """(batch, T) -> (batch, num_sources, T)."""
-        model, config = self.model, self.config
-        kernel, hop = config.kernel_size, config.hop_size
-        padded, _ = pad_to_valid_length(waveform, kernel, hop)
-        embedding = model.encoder(padded.unsqueeze(1))
-        x0 = model.bottleneck(model.ln(embedding))
-        separator = model.sm
-        x = _ublock(separator.unet, x0)
-        for _ in range(1, separator.num_blocks):
-            x = _ublock(separator.unet, separator.concat_block(x0 + x))
-        batch, frames = x.shape[0], x.shape[-1]
-        masks = F.relu(model.mask_net(x).view(batch, config.num_sources, -1, frames))
-        masked = (masks * embedding.unsqueeze(1)).view(batch, -1, frames)
-        return crop_to_input(model.decoder(masked), kernel, hop, waveform.shape[-1])
+        return cast(torch.Tensor, self.model(waveform))
 
 
 def export_onnx(

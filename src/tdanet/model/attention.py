@@ -19,14 +19,13 @@ def sinusoid_table(length: int, channels: int) -> torch.Tensor:
     computed exactly as the release computes its 10000-row buffer so that rows agree bit
     for bit; any length is allowed (rows past the release's 10000 are extrapolation).
     """
-    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    position = torch.arange(length).to(torch.float32).unsqueeze(1)
     freq = torch.exp(
         torch.arange(0, channels, 2, dtype=torch.float32) * (-math.log(10000.0) / channels)
     )
-    table = torch.zeros(length, channels)
-    table[:, 0::2] = torch.sin(position * freq)
-    table[:, 1::2] = torch.cos(position * freq)
-    return table
+    angles = position * freq  # (length, channels / 2)
+    # Interleaved sin/cos by stacking, not slice assignment, so a traced graph keeps it.
+    return torch.stack([torch.sin(angles), torch.cos(angles)], dim=-1).reshape(length, channels)
 
 
 class PositionalEncoding(nn.Module):
@@ -47,7 +46,8 @@ class PositionalEncoding(nn.Module):
 
     def forward(self, length: int) -> torch.Tensor:
         """-> (1, length, channels) table rows for positions 0..length-1."""
-        if length <= self.pe.shape[1]:
+        # A traced graph (ONNX export) must hold for any length: the formula, not the rows.
+        if length <= self.pe.shape[1] and not torch.jit.is_tracing():
             return self.pe[:, :length]
         return sinusoid_table(length, self.channels).to(self.pe)[None]
 
@@ -79,8 +79,10 @@ class MultiHeadAttention(nn.Module):
         h = self.attn_in_norm(h) + self.pos_enc(h.shape[1])
         if self.mode == "frame":
             out = self.per_frame(h)
-        else:
+        elif self.training:
             out = self.attn(h, h, h, need_weights=False)[0]
+        else:
+            out = self.across_frames(h)
         out = self.norm(out + self.dropout(out))
         return out.transpose(1, 2)
 
@@ -95,6 +97,20 @@ class MultiHeadAttention(nn.Module):
             h, self.attn.in_proj_weight[2 * channels :], self.attn.in_proj_bias[2 * channels :]
         )
         return self.attn.out_proj(value)
+
+
+    def across_frames(self, h: torch.Tensor) -> torch.Tensor:
+        """``self.attn(h, h, h)`` at inference, spelled out: (batch, frames, N) -> same.
+
+        The same function as the fused kernel (which has no ONNX form), so the export traces
+        this model as it is.
+        """
+        batch, frames, channels = h.shape
+        heads = self.attn.num_heads
+        q, k, v = F.linear(h, self.attn.in_proj_weight, self.attn.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = (t.reshape(batch, frames, heads, -1).transpose(1, 2) for t in (q, k, v))
+        weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(self.attn.head_dim), dim=-1)
+        return self.attn.out_proj((weights @ v).transpose(1, 2).reshape(batch, frames, channels))
 
 
 class FeedForward(nn.Module):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .ops import nearest_resize
 
 
 class GlobalLayerNorm(nn.Module):
@@ -81,8 +82,8 @@ class LocalAttention(nn.Module):
     def forward(self, local: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
         """local (batch, channels, T_l), glob (batch, channels, T_g) -> (batch, channels, T_l)."""
         length = local.shape[-1]
-        gate = F.interpolate(torch.sigmoid(self.global_act(glob)), size=length, mode="nearest")
-        shift = F.interpolate(self.global_embedding(glob), size=length, mode="nearest")
+        gate = nearest_resize(torch.sigmoid(self.global_act(glob)), length)
+        shift = nearest_resize(self.global_embedding(glob), length)
         return self.local_embedding(local) * gate + shift
 
 

@@ -9,6 +9,7 @@ from torch import nn
 from .attention import GlobalAttention
 from .config import TDANetConfig
 from .layers import ConvNorm, GlobalLayerNorm, LocalAttention
+from .ops import adaptive_average
 
 
 def pad_to_valid_length(waveform: torch.Tensor, kernel: int, hop: int) -> tuple[torch.Tensor, int]:
@@ -83,7 +84,7 @@ class UBlock(nn.Module):
         top_length = levels[-1].shape[-1]
         glob = levels[-1]
         for level in levels[:-1]:
-            glob = glob + F.adaptive_avg_pool1d(level, top_length)
+            glob = glob + adaptive_average(level, top_length)
         glob = self.globalatt(glob)
         fused = [fuse(level, glob) for fuse, level in zip(self.loc_glo_fus, levels, strict=True)]
         # As released: the decoder starts at level S-1 guided by level S-2 (fused[-1], the

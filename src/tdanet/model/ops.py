@@ -1,0 +1,50 @@
+"""Resizing ops the networks use, right for every input length also in a traced graph
+(ONNX export), so the network needs no export-only copy.
+
+``F.interpolate(size=...)`` and ``F.adaptive_avg_pool1d`` record the sizes of the example
+input as constants when traced. Each op here runs that native kernel in eager mode (fast,
+as before) and, while tracing, the same function written as computations on the input's
+shape (tested equal).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def nearest_resize(x: torch.Tensor, length: int) -> torch.Tensor:
+    """``F.interpolate(x, size=length, mode="nearest")`` for (batch, C, T); traced, a gather.
+
+    Index ``min(floor(i * (T / length)), T - 1)`` in float32, the rule PyTorch's kernel
+    uses (equal results, tested), built from tensors so that a traced graph stays right for
+    any T and length.
+    """
+    if not torch.jit.is_tracing():
+        return F.interpolate(x, size=length, mode="nearest")
+    source = x.shape[-1]
+    scale = (
+        torch.ones((), dtype=torch.float32, device=x.device)
+        * source
+        / (torch.ones((), dtype=torch.float32, device=x.device) * length)
+    )
+    positions = torch.arange(length, device=x.device).to(torch.float32) * scale
+    index = torch.clamp(torch.floor(positions).to(torch.int64), max=source - 1)
+    return torch.index_select(x, -1, index)
+
+
+def adaptive_average(x: torch.Tensor, length: int) -> torch.Tensor:
+    """``F.adaptive_avg_pool1d(x, length)`` for (batch, C, T); traced, for any T and length:
+
+    window i covers ``[floor(i T / length), ceil((i + 1) T / length))``; its mean is a
+    difference of a cumulative sum (float64, so long inputs keep float32 accuracy).
+    """
+    if not torch.jit.is_tracing():
+        return F.adaptive_avg_pool1d(x, length)
+    source = x.shape[-1]
+    cumulative = F.pad(torch.cumsum(x.to(torch.float64), dim=-1), (1, 0))
+    steps = torch.arange(length, device=x.device)
+    start = torch.div(steps * source, length, rounding_mode="floor")
+    end = torch.div((steps + 1) * source + length - 1, length, rounding_mode="floor")
+    total = torch.index_select(cumulative, -1, end) - torch.index_select(cumulative, -1, start)
+    return (total / (end - start).to(torch.float64)).to(x.dtype)
