@@ -59,8 +59,8 @@ def test_bad_resume_files_are_one_line_errors(
     truncated.write_bytes(foreign.read_bytes()[:300])
     model_file = save_checkpoint(load_model("tdanet-tiny", sample_rate=8000), tmp_path / "best.pt")
     for path, message in [
-        (empty, "not a readable training checkpoint (EOFError)"),
-        (truncated, "not a readable training checkpoint (PytorchStreamReader failed"),
+        (empty, "not a loadable TDANet checkpoint (EOFError)"),
+        (truncated, "not a loadable TDANet checkpoint (PytorchStreamReader failed"),
         (model_file, "not a training checkpoint written by tdanet train; it holds model weights"),
         (foreign, "this training checkpoint is for another model configuration"),
     ]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ..checkpoint import read_checkpoint
 from ..errors import CheckpointError, ConfigError
 from ..model import PRESETS, TDANet
 from ..pretrained import load_model, require_tdanet
@@ -246,18 +247,13 @@ def check_resume_file(path: Path, module: Any) -> None:
     import torch
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for empty, truncated or unsafe files
-        text = str(exc).strip()
-        reason = text.splitlines()[0].split(". ")[0][:200] if text else type(exc).__name__
-        if "weights_only" in text or "Unsupported global" in text:
-            reason = "it contains pickled code or objects, which are never executed"
+        state = read_checkpoint(path)
+    except CheckpointError as exc:
         raise ConfigError(
-            f"{path}: not a readable training checkpoint ({reason}); pass the resume.ckpt "
-            "of an earlier run (in its checkpoints/ folder)"
+            f"{exc}; pass the resume.ckpt of an earlier run (in its checkpoints/ folder)"
         ) from None
-    if not isinstance(state, dict) or not {"pytorch-lightning_version", "loops"} <= set(state):
-        model_file = isinstance(state, dict) and bool({"format_version", "model_args"} & set(state))
+    if not {"pytorch-lightning_version", "loops"} <= set(state):
+        model_file = bool({"format_version", "model_args"} & set(state))
         hint = (
             "it holds model weights only; start from them with model.init_from=PATH"
             if model_file
