@@ -196,3 +196,10 @@ def encode_zip(
             archive.writestr(f"{stem}.rttm", rttm_text(found, stem))
             archive.writestr(f"{stem}_segments.csv", csv_text(found))
     return buffer.getvalue()
+
+
+def upload_warnings(header: AudioInfo, path: Path, name: str) -> list[str]:
+    """Problems of the upload that did not stop it (a truncated WAV), naming the client's file."""
+    if header.truncation is None:
+        return []
+    return [f"{header.truncation.replace(str(path), name)}; separated the frames found"]
