@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +95,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .. import audio
+    from ..batch import BatchOptions, separate_many
     from ..errors import TDANetError
     from ..pretrained import DEFAULT_MODEL
-    from ..segments import single_speaker
-    from ..separate import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, Separator, output_paths
+    from ..separate import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, Separator
     from . import warn_if_untrained
 
     workers = apply_cpu_arguments(args)
@@ -133,116 +132,55 @@ def run(args: argparse.Namespace) -> int:
         raise TDANetError(str(exc)) from None
     warn_if_untrained("separate", model)
 
-    claimed: dict[Path, Path] = {}
-    done = 0
-    skipped = 0
+    options = BatchOptions(
+        overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
+        audio_format=args.audio_format,
+        subtype=subtype,
+        stream=args.stream,
+        segments=args.segments,
+    )
+    counts = {"done": 0, "skipped": 0, "failed": len(failures)}
     seconds = 0.0
-    failed = len(failures)
     start = time.perf_counter()
     overall = tqdm(files, desc="files", unit="file", disable=args.quiet or None, leave=False)
-    for item in overall:
-        out_dir = out_root / item.relative_dir
-        outputs = output_paths(item.path, out_dir, separator.num_sources, args.audio_format)
-        first_output = outputs[0]
-        if first_output in claimed:
-            _error(
-                f"{item.path}: its outputs would overwrite those of {claimed[first_output]}; "
-                "separate it on its own or rename it"
-            )
-            failed += 1
-            continue
-        claimed[first_output] = item.path
-        if args.skip_existing and all(path.is_file() for path in outputs):
-            skipped += 1
-            tqdm.write(f"{item.path}: skipped, its outputs exist")
-            continue
-        try:
-            if args.segments:
-                _check_segment_paths(item.path, out_dir, args.overwrite)
-            info = audio.audio_info(item.path, args.stream)
-            if len(info.streams) > 1:
-                tqdm.write(
-                    f"note: {item.path}: {len(info.streams)} audio streams "
-                    f"({'; '.join(info.streams)}); separating stream {info.stream} "
-                    "(choose another with --stream N)",
-                    file=sys.stderr,
-                )
-            if info.channels > 1:
-                tqdm.write(
-                    f"note: {item.path}: {info.channels} channels downmixed to mono",
-                    file=sys.stderr,
-                )
-            bar = tqdm(
-                total=round(info.duration, 1) if info.frames else None,
-                desc=item.path.name,
-                unit="s",
-                disable=args.quiet or None,
-                leave=False,
-            )
-            with bar, warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", audio.TruncatedAudioWarning)
-                outputs = separator.separate_file(
-                    item.path,
-                    out_dir,
-                    overwrite=args.overwrite,
-                    subtype=subtype,
-                    audio_format=args.audio_format,
-                    stream=args.stream,
-                    progress=_updater(bar),
-                )
-            for warning in caught:
-                tqdm.write(f"tdanet separate: warning: {warning.message}", file=sys.stderr)
-            segments = separator.speech_segments()
-            if separator.single_voice or single_speaker(segments, separator.num_sources):
-                tqdm.write(
-                    f"note: {item.path}: seems to hold a single speaker (the outputs sound "
-                    "alike or one holds nearly all the speech)",
-                    file=sys.stderr,
-                )
-            if args.segments:
-                outputs += _write_segments(item.path, out_dir, segments)
-        except TDANetError as exc:
-            _error(str(exc))
-            failed += 1
-            continue
-        done += 1
-        seconds += info.duration
-        print(f"{item.path} -> {', '.join(str(p) for p in outputs)}")
+    bars: list[Any] = []
+
+    def progress(info: audio.AudioInfo) -> Any:
+        bar = tqdm(
+            total=round(info.duration, 1) if info.frames else None,
+            desc=info.path.name,
+            unit="s",
+            disable=args.quiet or None,
+            leave=False,
+        )
+        bars.append(bar)
+        return _updater(bar)
+
+    for outcome in separate_many(separator, overall, out_root, options, progress):
+        while bars:
+            bars.pop().close()
+        counts[outcome.status] += 1
+        for note in outcome.notes:
+            if outcome.status == "skipped":
+                tqdm.write(note)
+            else:
+                tqdm.write(f"note: {note}", file=sys.stderr)
+        for warning in outcome.warnings:
+            tqdm.write(f"tdanet separate: warning: {warning}", file=sys.stderr)
+        if outcome.error is not None:
+            _error(outcome.error)
+        if outcome.status == "done":
+            seconds += outcome.seconds
+            print(f"{outcome.path} -> {', '.join(str(p) for p in outcome.outputs)}")
     elapsed = time.perf_counter() - start
     rate = f", {elapsed / seconds:.2f} s per second of audio" if seconds else ""
-    kept = f"; {skipped} skipped (outputs exist)" if args.skip_existing else ""
+    kept = f"; {counts['skipped']} skipped (outputs exist)" if args.skip_existing else ""
     print(
-        f"separated {done} file(s), {seconds:.1f} s of audio, in {elapsed:.1f} s{rate}{kept}; "
-        f"{failed} failed"
+        f"separated {counts['done']} file(s), {seconds:.1f} s of audio, in {elapsed:.1f} s"
+        f"{rate}{kept}; {counts['failed']} failed"
     )
-    return 1 if failed else 0
-
-
-def _check_segment_paths(path: Path, out_dir: Path, overwrite: bool) -> None:
-    """Refuse, before separating, segment files that exist (unless ``overwrite``)."""
-    from ..errors import AudioWriteError
-    from ..segments import segment_paths
-
-    for target in segment_paths(path, out_dir):
-        if Path(target).exists() and not overwrite:
-            raise AudioWriteError(f"{target}: already exists; pass --overwrite to replace it")
-
-
-def _write_segments(path: Path, out_dir: Path, segments: list[Any]) -> list[Path]:
-    """Write ``out_dir/<stem>.rttm`` and ``<stem>_segments.csv``, each renamed into place
-    when complete; returns their paths."""
-    from ..atomic import replaced_on_success
-    from ..errors import AudioWriteError
-    from ..segments import csv_text, rttm_text, segment_paths
-
-    rttm, table = (Path(p) for p in segment_paths(path, out_dir))
-    for target, text in ((rttm, rttm_text(segments, path.stem)), (table, csv_text(segments))):
-        try:
-            with replaced_on_success(target) as temp:
-                temp.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise AudioWriteError(f"{target}: cannot write ({exc.strerror})") from None
-    return [rttm, table]
+    return 1 if counts["failed"] else 0
 
 
 def _error(line: str) -> None:

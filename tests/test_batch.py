@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tdanet.audio import InputFile
+from tdanet.batch import BatchOptions, separate_many
+from tdanet.separate import Separator
+
+
+@pytest.fixture(scope="module")
+def separator() -> Separator:
+    return Separator("tdanet-tiny", chunk_seconds=1.0, overlap_seconds=0.25)
+
+
+def noise(path: Path, seconds: float = 0.5) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    signal = 0.1 * np.random.default_rng(0).standard_normal(round(seconds * 16000))
+    sf.write(path, signal.astype(np.float32), 16000)
+    return path
+
+
+def test_one_outcome_per_input_and_a_bad_file_does_not_stop_the_batch(
+    tmp_path: Path, separator: Separator
+) -> None:
+    good = noise(tmp_path / "in" / "a" / "talk.wav")
+    twin = noise(tmp_path / "in" / "b" / "talk.wav")
+    silent = tmp_path / "in" / "quiet.wav"
+    sf.write(silent, np.zeros(8000, np.float32), 16000)
+    files = [InputFile(good, Path()), InputFile(twin, Path()), InputFile(silent, Path())]
+    outcomes = list(separate_many(separator, files, tmp_path / "out", BatchOptions()))
+    assert [o.status for o in outcomes] == ["done", "failed", "failed"]
+    assert [p.name for p in outcomes[0].outputs] == ["talk_spk1.wav", "talk_spk2.wav"]
+    assert "would overwrite those of" in (outcomes[1].error or "")
+    assert "is silent" in (outcomes[2].error or "")
+    assert outcomes[0].seconds == pytest.approx(0.5)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["talk_spk1.wav", "talk_spk2.wav"]
+
+
+def test_skip_existing_and_overwrite(tmp_path: Path, separator: Separator) -> None:
+    files = [InputFile(noise(tmp_path / "talk.wav"), Path())]
+    out = tmp_path / "out"
+    assert next(separate_many(separator, files, out, BatchOptions())).status == "done"
+    again = next(separate_many(separator, files, out, BatchOptions()))
+    assert again.status == "failed" and "already exists" in (again.error or "")
+    skipped = next(separate_many(separator, files, out, BatchOptions(skip_existing=True)))
+    assert skipped.status == "skipped" and skipped.outputs == []
+    assert next(separate_many(separator, files, out, BatchOptions(overwrite=True))).status == "done"
+    with pytest.raises(ValueError, match="exclude each other"):
+        next(separate_many(separator, files, out, BatchOptions(overwrite=True, skip_existing=True)))
