@@ -120,27 +120,19 @@ def build_training_data(data: DataSection, seed: int) -> TrainingData:
     skipped: list[str] = []
     if data.kind == "speakers":
         by_split, splits, noise = speaker_split_sources(data, seed, skipped)
-        train = DynamicMixDataset(
-            MixtureDrawer(
-                by_split["train"],
-                mixing_config(data, data.segment, augment=True),
-                None if noise is None else noise["train"],
-            ),
-            data.train_items,
-            seed,
-            TRAIN_STREAM,
-        )
-        valid = DynamicMixDataset(
-            MixtureDrawer(
-                by_split["valid"],
-                mixing_config(data, data.valid_segment, augment=False),
-                None if noise is None else noise["valid"],
-            ),
-            data.valid_items,
-            seed,
-            VALID_STREAM,
-            fixed=True,
-        )
+
+        def mixed(split: str, segment: float | None, items: int, stream: int) -> DynamicMixDataset:
+            # Training draws new augmented mixtures every epoch; validation a fixed, dry set.
+            training = split == "train"
+            drawer = MixtureDrawer(
+                by_split[split],
+                mixing_config(data, segment, augment=training),
+                None if noise is None else noise[split],
+            )
+            return DynamicMixDataset(drawer, items, seed, stream, fixed=not training)
+
+        train = mixed("train", data.segment, data.train_items, TRAIN_STREAM)
+        valid = mixed("valid", data.valid_segment, data.valid_items, VALID_STREAM)
         return TrainingData(train, valid, splits, skipped)
     root = Path(data.root).expanduser()
     defaults = DEFAULT_SPLITS[data.kind]
