@@ -49,12 +49,12 @@ def test_sets(
     noises = None if noise_root is None else split_noise(index_noise(noise_root), seed)["test"]
     common = {"sample_rate": rate, "max_amplitude": 0.9}
     configs = {
-        "4s": (MixingConfig(segment=4.0, fill=True, **common), None),
+        "4s": (MixingConfig(segment=4.0, fill=1.0, **common), None),
         "whole": (MixingConfig(segment=None, mode="min", **common), None),
         "4s noisy reverberant": (
             MixingConfig(
                 segment=4.0,
-                fill=True,
+                fill=1.0,
                 gain="snr",
                 snr_db=(-5.0, 5.0),
                 noise_snr_db=(0.0, 10.0),

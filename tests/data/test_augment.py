@@ -85,7 +85,7 @@ def test_augmented_draws_are_deterministic_and_reverberant(corpus: Path, tmp_pat
     config = MixingConfig(
         sample_rate=RATE,
         segment=1.0,
-        fill=True,
+        fill=1.0,
         eq_prob=1.0,
         reverb_prob=1.0,
         rt60=(0.3, 0.5),
@@ -109,7 +109,7 @@ def test_fill_leaves_no_silent_padding(corpus: Path) -> None:
     # The synthetic utterances are shorter than 3 s: without fill the window is zero-padded.
     plain = MixtureDrawer(index_sources(corpus), MixingConfig(sample_rate=RATE, segment=3.0))
     filled = MixtureDrawer(
-        index_sources(corpus), MixingConfig(sample_rate=RATE, segment=3.0, fill=True)
+        index_sources(corpus), MixingConfig(sample_rate=RATE, segment=3.0, fill=1.0)
     )
 
     def silent_fraction(sources: np.ndarray) -> float:
@@ -119,10 +119,18 @@ def test_fill_leaves_no_silent_padding(corpus: Path) -> None:
     rng = np.random.default_rng
     assert max(silent_fraction(plain.draw(rng(s)).sources) for s in range(4)) > 0.1
     assert max(silent_fraction(filled.draw(rng(s)).sources) for s in range(4)) == 0.0
+    # A share of the windows: some keep a voice alone for a while, some are filled.
+    half = MixtureDrawer(
+        index_sources(corpus), MixingConfig(sample_rate=RATE, segment=3.0, fill=0.5)
+    )
+    padded = [silent_fraction(half.draw(rng(s)).sources[:1]) > 0.1 for s in range(16)]
+    assert 0 < sum(padded) < 16
 
 
 def test_augmentation_settings_are_checked() -> None:
     with pytest.raises(DataError, match="reverb_prob"):
         MixingConfig(reverb_prob=1.5)
+    with pytest.raises(DataError, match="fill"):
+        MixingConfig(fill=2.0)
     with pytest.raises(DataError, match="rt60"):
         MixingConfig(rt60=(0.6, 0.2))

@@ -8,7 +8,7 @@ Two gain schemes:
     noise, if any, sits ``noise_snr_db`` below the speech sum.
 
 Augmentation (all off by default, see :mod:`tdanet.data.augment`): windows filled with more
-speech of the same speaker instead of silence (``fill``), random EQ per source, one random room
+speech of the same speaker instead of silence (``fill``, a share of the windows), random EQ per source, one random room
 per mixture whose reverberant sources are the targets, noise in a fraction of mixtures.
 
 Every draw is a function of a numpy ``Generator``, so ``default_rng([seed, stream, epoch,
@@ -57,8 +57,10 @@ class MixingConfig:
             square root of) their recorded duration, so that voices with few short
             recordings do not dominate.
         max_amplitude: peak above which a mixture (and its sources) is scaled down.
-        fill: with a fixed ``segment``, a source shorter than the window is followed by more
-            utterances of the same speaker instead of silence, so both voices fill it.
+        fill: with a fixed ``segment``, the chance that a source shorter than the window is
+            followed by more utterances of the same speaker instead of silence (1: both voices
+            always fill the window; below 1 some windows keep one voice alone for a while,
+            which a model needs to see to leave an output silent).
         eq_prob, eq_db: chance that a source gets a random EQ, and its gain range (+-dB).
         reverb_prob: chance that a mixture is placed in a room; its sources are then
             reverberant, targets included.
@@ -79,7 +81,7 @@ class MixingConfig:
     speed_perturb: tuple[float, float] | None = None
     speaker_weighting: Weighting = "sqrt_duration"
     max_amplitude: float = 0.9
-    fill: bool = False
+    fill: float = 0.0
     eq_prob: float = 0.0
     eq_db: float = 6.0
     reverb_prob: float = 0.0
@@ -93,7 +95,7 @@ class MixingConfig:
             raise DataError(f"mixing: num_sources must be at least 2, got {self.num_sources}")
         if self.segment is not None and self.segment <= 0:
             raise DataError(f"mixing: segment must be positive seconds, got {self.segment}")
-        for name in ("eq_prob", "reverb_prob", "noise_prob"):
+        for name in ("fill", "eq_prob", "reverb_prob", "noise_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise DataError(f"mixing: {name} must be within [0, 1], got {getattr(self, name)}")
         if self.rt60[0] <= 0 or self.room_count < 1:
@@ -242,9 +244,8 @@ class MixtureDrawer:
         """One mixture; all randomness comes from ``rng``."""
         config = self.config
         chosen = rng.choice(len(self.speakers), config.num_sources, replace=False, p=self.weights)
-        # Draws for augmentations that are off are skipped, so older recipes draw as before.
         room = None
-        if config.reverb_prob > 0 and rng.random() < config.reverb_prob:
+        if chance(config.reverb_prob, rng):
             room = int(rng.integers(config.room_count))
         signals, info_sources = [], []
         for index in chosen:
@@ -258,12 +259,12 @@ class MixtureDrawer:
             for _ in range(SILENCE_RETRIES):
                 signal, start = load_excerpt(utt, config, rng, speed)
                 if config.segment_samples is not None:
-                    if config.fill:
+                    if chance(config.fill, rng):
                         signal = self.filled(signal, utts, config.segment_samples, rng, speed)
                     signal = random_window(signal, config.segment_samples, rng)
                 if float(np.sqrt(np.mean(np.square(signal)))) > SILENCE_RMS:
                     break
-            if config.eq_prob > 0 and rng.random() < config.eq_prob:
+            if chance(config.eq_prob, rng):
                 signal = random_eq(signal, config.sample_rate, config.eq_db, rng)
             signals.append(signal)
             info_sources.append(
@@ -283,7 +284,7 @@ class MixtureDrawer:
             signals = [np.pad(s, (0, length - s.shape[0])) for s in signals]
         sources = np.stack(signals).astype(np.float32)
         noise = None
-        if self.noises and (config.noise_prob >= 1 or rng.random() < config.noise_prob):
+        if self.noises and chance(config.noise_prob, rng):
             noise_utt = self.noises[int(rng.integers(len(self.noises)))]
             noise_signal, _ = read_mono(noise_utt.path)
             noise = loop_to_length(
@@ -344,6 +345,14 @@ class MixtureDrawer:
             speech = (sources * np.array(gains)[:, None]).sum(0)
             gains.append(gain_for_snr(noise, speech, rng.uniform(*config.noise_snr_db)))
         return np.array(gains)
+
+
+def chance(probability: float, rng: np.random.Generator) -> bool:
+    """True with ``probability``; 0 and 1 draw nothing, so that recipes which leave an
+    augmentation off (or always on) draw the same mixtures as before it existed."""
+    if probability <= 0.0 or probability >= 1.0:
+        return probability >= 1.0
+    return bool(rng.random() < probability)
 
 
 def item_key(key: int | tuple[int, int]) -> tuple[int, int]:
