@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -59,7 +60,14 @@ def test_paper_figures_are_attached_to_their_architectures() -> None:
 
 
 def test_peak_rss_growth_sees_an_allocation() -> None:
-    growth = peak_rss_growth(lambda: np.ones(40 * 2**20 // 8).sum())
+    def allocate() -> None:
+        block = np.ones(40 * 2**20 // 8)
+        # Held while the sampler runs: numpy fills the block holding the GIL, and the
+        # process's high-water mark may already be above it after earlier tests.
+        time.sleep(0.1)
+        del block
+
+    growth = peak_rss_growth(allocate)
     assert growth is not None and growth >= 30
 
 
