@@ -48,6 +48,8 @@ from tdanet.corpus.build import (
 from tdanet.data.sources import index_speaker_folder
 from tdanet.errors import CorpusError
 
+from .cli import run_corpus
+
 
 def speech_like(seconds: float, rate: int, seed: int, silence: float = 0.3) -> np.ndarray:
     """Silence, a modulated noise burst, silence: (T,) float32."""
@@ -222,24 +224,7 @@ def test_cli_download_failure_exits_1_without_output(tmp_path: Path) -> None:
     fake_tool(tmp_path / "bin", "apt-get", FAILING_APT)
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     out = tmp_path / "corpus"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tdanet",
-            "corpus",
-            "--out",
-            str(out),
-            "--cache",
-            str(tmp_path / "cache"),
-            "--sources",
-            "klettres",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    result = run_corpus(tmp_path / "cache", "--out", str(out), "--sources", "klettres", env=env)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "klettres-data" in result.stderr
@@ -545,25 +530,8 @@ def test_build_corpus_kokoro_speakers_are_synthetic(
 
 def test_cli_rejects_bad_kokoro_options_without_output(tmp_path: Path) -> None:
     out = tmp_path / "corpus"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tdanet",
-            "corpus",
-            "--out",
-            str(out),
-            "--cache",
-            str(tmp_path / "cache"),
-            "--sources",
-            "kokoro",
-            "--tts-seconds",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    args = ("--out", str(out), "--sources", "kokoro", "--tts-seconds", "0")
+    result = run_corpus(tmp_path / "cache", *args)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "--tts-seconds 0" in result.stderr
     assert not out.exists()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import soundfile as sf
 from tdanet.corpus.noise import AMBIENT_PACKAGE, AMBIENT_ZIP, build_noise_corpus
 from tdanet.data.sources import index_noise
 from tdanet.errors import CorpusError
+
+from .cli import run_corpus
 
 
 def fake_0ad(root: Path) -> Path:
@@ -68,12 +71,8 @@ def test_existing_folder_and_missing_archive_are_errors(tmp_path: Path) -> None:
 
 
 def test_cli_needs_a_target_and_refuses_occupied_folders(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     def corpus(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "tdanet", "corpus", "--cache", str(tmp_path / "c"), *args]
-        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+        return run_corpus(tmp_path / "c", *args)
 
     nothing = corpus()
     assert nothing.returncode == 1 and "pass --out DIR" in nothing.stderr
