@@ -22,8 +22,8 @@ SECURITY_HEADERS = {
 }
 
 
-class SecurityHeaders:
-    """ASGI middleware adding :data:`SECURITY_HEADERS` to every HTTP response."""
+class HttpMiddleware:
+    """ASGI middleware acting on HTTP requests (:meth:`handle`); others pass through."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -32,7 +32,16 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
 
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class SecurityHeaders(HttpMiddleware):
+    """ASGI middleware adding :data:`SECURITY_HEADERS` to every HTTP response."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
@@ -82,16 +91,10 @@ class AllowedHosts:
         await JSONResponse(body, status_code=400)(scope, receive, send)
 
 
-class AccessLog:
+class AccessLog(HttpMiddleware):
     """ASGI middleware logging one line per HTTP request to :data:`ACCESS_LOG`."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         status = 0
         size = 0
