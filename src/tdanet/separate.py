@@ -451,8 +451,8 @@ class Separator:
         model call (:func:`tdanet.audio.is_silent`); pass 1 streams the file through the
         model into a float32 scratch file in ``out_dir`` and records the output peak; pass 2
         applies :func:`tdanet.audio.peak_limit_gain` and writes the outputs under temporary
-        names, renamed
-        when all are complete. Existing outputs are refused unless ``overwrite``. Temporary
+        names, renamed when all are complete. Existing outputs are refused unless
+        ``overwrite``. Temporary
         outputs that a killed run left for these names are removed
         (:func:`tdanet.atomic.remove_stale_temporaries`). A WAV file shorter than its header
         says is separated as far as it goes, with a
@@ -565,15 +565,12 @@ class Separator:
         return OverlapAdd(self.overlap, self.sample_rate, self.align, self.route_lone_voices)
 
     def _checked(self, reader: audio.MonoReader) -> Iterator[np.ndarray]:
-        """``reader``'s blocks; at their end (before the model sees the last chunk) raises
-        :class:`AudioContentError` if the decoded stream is empty, too short or silent."""
+        """``reader``'s blocks; for a header that only estimates its length, raises at their
+        end (before the model sees the last chunk) :class:`AudioContentError` if the decoded
+        stream is empty or too short (exact headers and silence are checked before)."""
         yield from reader
-        name = str(reader.info.path)
-        self.check_length(name, reader.frames, reader.info.sample_rate)
-        if reader.peak == 0.0:
-            raise AudioContentError(
-                f"{name}: is silent (all samples are zero); nothing to separate"
-            )
+        if not reader.info.exact_frames:
+            self.check_length(str(reader.info.path), reader.frames, reader.info.sample_rate)
 
     def speech_segments(self) -> list[Segment]:
         """Who speaks when in the last recording separated: (start s, end s, output index
