@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 
 import tdanet.web
-from tdanet.audio import load_audio
+from tdanet.audio import audio_info, load_audio
 from tdanet.separate import Separator
 from tdanet.web import WebSettings, WebSettingsError, create_app
 from tdanet.web.errors import ApiError
@@ -272,11 +272,11 @@ def test_client_file_names_are_never_used_as_paths(
 def test_decoding_stops_at_the_duration_limit(tmp_path: Path) -> None:
     path = tmp_path / "upload-x"
     path.write_bytes(audio_bytes(1.0, sample_rate=8000, channels=2))
-    mono, rate = decode_upload(path, "talk.wav", 1.0)
+    mono, rate = decode_upload(audio_info(path), "talk.wav", 1.0)
     assert rate == 8000
     np.testing.assert_allclose(mono, mixture(1.0, 8000)[:, 0], atol=1e-4)
     with pytest.raises(ApiError) as raised:
-        decode_upload(path, "talk.wav", 0.999)
+        decode_upload(audio_info(path), "talk.wav", 0.999)
     assert (raised.value.status, raised.value.error) == (413, "audio_too_long")
     assert raised.value.detail.startswith("talk.wav: longer than the limit of 0.999 s")
 

@@ -165,7 +165,7 @@ async def separate(
             )
             async with queue.slot():
                 result = await anyio.to_thread.run_sync(
-                    separate_upload, app.engine, upload, name, settings.max_duration_s
+                    separate_upload, app.engine, header, name, settings.max_duration_s
                 )
                 # The upload is no longer needed: free the disk before encoding.
                 upload.unlink(missing_ok=True)

@@ -87,16 +87,17 @@ def check_upload(path: Path, name: str, max_duration_s: float) -> AudioInfo:
     return info
 
 
-def decode_upload(path: Path, name: str, max_duration_s: float) -> tuple[np.ndarray, int]:
-    """Decode the upload to mono float32 (T,) and its rate, never more than the duration limit.
+def decode_upload(info: AudioInfo, name: str, max_duration_s: float) -> tuple[np.ndarray, int]:
+    """Decode the upload ``info`` describes (its header, read once by :func:`check_upload`) to
+    mono float32 (T,) and its rate, never more than the duration limit.
 
     Reads at most one frame past ``max_duration_s``, so a file whose header understates its
     length (or a highly compressed one) cannot make the server decode more than the limit.
     Raises :class:`ApiError` 415 if decoding fails, 413 past the limit, 422 for no samples or
     NaN/Inf samples.
     """
+    path = info.path
     try:
-        info = audio_info(path)
         rate = info.sample_rate
         max_frames = math.floor(max_duration_s * rate)
         blocks = list(read_blocks(info, max(1, min(max_frames + 1, 1 << 20)), stop=max_frames + 1))
@@ -122,20 +123,20 @@ def decode_upload(path: Path, name: str, max_duration_s: float) -> tuple[np.ndar
 
 
 def separate_upload(
-    separator: SeparatorLike, path: Path, name: str, max_duration_s: float
+    separator: SeparatorLike, info: AudioInfo, name: str, max_duration_s: float
 ) -> Separated:
-    """Decode the upload (:func:`decode_upload`) and separate it.
+    """Decode the upload ``info`` describes (:func:`decode_upload`) and separate it.
 
     Returns the sources and the mono mixture at the file's own sample rate. Input the
     separator refuses (too short, silent) gives 422.
     """
-    mixture, rate = decode_upload(path, name, max_duration_s)
+    mixture, rate = decode_upload(info, name, max_duration_s)
     start = time.perf_counter()
     try:
         sources = np.asarray(separator.separate(mixture, rate, name=name), dtype=np.float32)
     except TDANetError as exc:
         error = "unusable_audio" if isinstance(exc, AudioContentError) else "cannot_separate"
-        raise ApiError(422, error, _scrub(exc, path, name)) from None
+        raise ApiError(422, error, _scrub(exc, info.path, name)) from None
     return Separated(sources, mixture, rate, time.perf_counter() - start)
 
 
