@@ -37,7 +37,10 @@ def test_one_outcome_per_input_and_a_bad_file_does_not_stop_the_batch(
     assert "would overwrite those of" in (outcomes[1].error or "")
     assert "is silent" in (outcomes[2].error or "")
     assert outcomes[0].seconds == pytest.approx(0.5)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["talk_spk1.wav", "talk_spk2.wav"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "talk_spk1.wav",
+        "talk_spk2.wav",
+    ]
 
 
 def test_skip_existing_and_overwrite(tmp_path: Path, separator: Separator) -> None:

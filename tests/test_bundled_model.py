@@ -95,7 +95,10 @@ def held_out_pairs(count: int = 16, seconds: float = 3.0) -> list[tuple[np.ndarr
 
     length = round(seconds * 16000)
     voices = [np.concatenate(fixture_clips(name)) for name in ("tuxpaint-el", "tuxpaint-da")]
-    return [(voices[0][i * length : (i + 1) * length], voices[1][i * length : (i + 1) * length]) for i in range(count)]
+    return [
+        (voices[0][i * length : (i + 1) * length], voices[1][i * length : (i + 1) * length])
+        for i in range(count)
+    ]
 
 
 def mean_improvement(model: torch.nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:

@@ -171,7 +171,9 @@ def test_any_other_global_is_refused_by_name(tmp_path: Path, intruder, name: str
     payload["infos"]["extra"] = intruder
     path = tmp_path / "release.pth"
     torch.save(payload, path)
-    with pytest.raises(CheckpointError, match=rf"refused: it holds the Python object {name}") as info:
+    with pytest.raises(
+        CheckpointError, match=rf"refused: it holds the Python object {name}"
+    ) as info:
         load_checkpoint(path)
     assert "re-save it" in str(info.value) and "\n" not in str(info.value)
 

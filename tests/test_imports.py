@@ -23,7 +23,9 @@ def loaded_after(code: str) -> set[str]:
 def test_the_model_package_imports_only_torch() -> None:
     loaded = loaded_after("import tdanet.model")
     ours = {name for name in loaded if name.split(".")[0] == "tdanet"}
-    assert ours and all(name in ("tdanet", "tdanet.model") or name.startswith("tdanet.model.") for name in ours), ours
+    assert ours and all(
+        name in ("tdanet", "tdanet.model") or name.startswith("tdanet.model.") for name in ours
+    ), ours
     assert not loaded & {"soundfile", "soxr", "av", "lightning", "scipy", "yaml"}
 
 

@@ -1,15 +1,18 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
 
 from tdanet.losses import (
+    SILENT_FLOOR_DB,
     pairwise_si_snr,
     pit_best_permutation,
-    pit_neg_si_snr,
+    pit_separation_loss,
     pit_si_snr,
+    quietness,
     reorder_sources,
     si_snr,
 )
@@ -57,7 +60,7 @@ def test_pairwise_layout_is_estimate_by_target() -> None:
 def test_loss_is_minus_mean_score_and_has_gradients() -> None:
     targets = torch.randn(2, 2, 800)
     estimates = (targets.flip(1) + 0.1 * torch.randn(2, 2, 800)).requires_grad_()
-    loss = pit_neg_si_snr(estimates, targets)
+    loss = pit_separation_loss(estimates, targets, targets.sum(1))
     assert loss.item() == pytest.approx(-pit_si_snr(estimates, targets)[0].mean().item())
     assert loss.item() < -10
     loss.backward()
@@ -74,5 +77,32 @@ def test_pit_works_in_training_after_inference_mode() -> None:
     with torch.inference_mode():
         pit_si_snr(targets.clone(), targets.clone())
     estimates = torch.randn(1, 2, 100, requires_grad=True)
-    pit_neg_si_snr(estimates, targets).backward()
+    pit_separation_loss(estimates, targets, targets.sum(1)).backward()
     assert estimates.grad is not None
+
+
+def test_a_silent_target_scores_the_quiet_output_and_picks_the_assignment() -> None:
+    voice = torch.randn(1, 1600)
+    targets = torch.stack([voice, torch.zeros_like(voice)], dim=1)
+    # Output 1 holds the voice, output 0 a hiss 20 dB down: PIT must pair them crosswise.
+    hiss = torch.randn_like(voice)
+    hiss *= 0.1 * voice.norm() / hiss.norm()
+    estimates = torch.stack([hiss, voice + 0.01 * torch.randn_like(voice)], dim=1)
+    estimates.requires_grad_()
+    loss = pit_separation_loss(estimates, targets, voice)
+    # Mean of the voice's SI-SNR (about 40 dB) and the hiss's quietness (20 dB, floored at 30).
+    quiet = -10 * math.log10(0.01 + 10 ** (-SILENT_FLOOR_DB / 10))
+    expected = (si_snr(estimates[0, 1], voice[0]) + quiet) / 2
+    assert loss.item() == pytest.approx(-expected.item(), abs=0.05)
+    loss.backward()
+    assert estimates.grad is not None and torch.isfinite(estimates.grad).all()
+    # The leak is what a silent target penalises: more leakage, higher loss.
+    louder = torch.stack([5 * hiss, estimates[0, 1].detach()[None]], dim=1)
+    assert pit_separation_loss(louder, targets, voice) > loss
+
+
+def test_quietness_saturates_at_the_floor() -> None:
+    mixture = torch.randn(1, 800)
+    silent = torch.zeros(1, 2, 800)
+    assert quietness(silent, mixture)[0].tolist() == pytest.approx([SILENT_FLOOR_DB] * 2)
+    assert quietness(mixture.expand(1, 2, 800), mixture)[0, 0].item() == pytest.approx(0, abs=0.01)

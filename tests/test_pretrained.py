@@ -78,7 +78,9 @@ def test_hub_name_resolves_through_huggingface_cache(tmp_path: Path, monkeypatch
 
 
 def test_unknown_source_lists_choices() -> None:
-    with pytest.raises(CheckpointError, match="no such file, model or hub name.*tdanet-demo.*tdanet-large"):
+    with pytest.raises(
+        CheckpointError, match="no such file, model or hub name.*tdanet-demo.*tdanet-large"
+    ):
         load_model("./nothing-here.pt")
 
 

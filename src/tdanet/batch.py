@@ -77,7 +77,9 @@ def separate_many(
             continue
         claimed[outputs[0]] = item.path
         if options.skip_existing and all(path.is_file() for path in outputs):
-            yield FileOutcome(item.path, "skipped", notes=[f"{item.path}: skipped, its outputs exist"])
+            yield FileOutcome(
+                item.path, "skipped", notes=[f"{item.path}: skipped, its outputs exist"]
+            )
             continue
         try:
             yield separate_one(separator, item.path, out_dir, options, progress)

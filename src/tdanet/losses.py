@@ -1,4 +1,5 @@
-"""Training objective: negative SI-SNR under permutation-invariant training (PIT).
+"""Training objective: negative SI-SNR under permutation-invariant training (PIT); an
+output whose target is silent is scored by how quiet it is.
 
 Shapes: ``(batch, sources, time)`` for estimates and targets. Every pairing of estimate
 and target is scored once (a ``(batch, C, C)`` matrix), then the best of the C!
@@ -84,7 +85,34 @@ def pit_si_snr(estimates: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Te
     return pit_best_permutation(pairwise_si_snr(estimates, targets))
 
 
-def pit_neg_si_snr(estimates: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The training loss: minus the PIT SI-SNR, averaged over the batch -> scalar."""
-    score, _ = pit_si_snr(estimates, targets)
+# A target this far (energy ratio) below the mixture is silent: no SI-SNR can score it.
+SILENT_RATIO = 1e-6
+# Leakage into a silent target's output stops paying off 30 dB below the mixture.
+SILENT_FLOOR_DB = 30.0
+
+
+def quietness(estimates: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
+    """How far each estimate lies below the mixture, in dB, saturating at
+    ``SILENT_FLOOR_DB``: (B, C, T), (B, T) -> (B, C); the score of an output whose target
+    is silent (the thresholded form of Wisdom et al.'s MixIT loss for zero references)."""
+    leak = estimates.pow(2).sum(-1) / (mixture.pow(2).sum(-1, keepdim=True) + EPS)
+    return -10 * torch.log10(leak + 10 ** (-SILENT_FLOOR_DB / 10))
+
+
+def pit_separation_loss(
+    estimates: torch.Tensor, targets: torch.Tensor, mixture: torch.Tensor
+) -> torch.Tensor:
+    """The training loss -> scalar: minus the PIT score averaged over the batch, where an
+    estimate scores its SI-SNR against an active target and its :func:`quietness` against
+    a silent one (a window with fewer voices than outputs).
+
+    (B, C, T) estimates and targets, (B, T) mixture. Without silent targets this is minus
+    the PIT SI-SNR.
+    """
+    pairwise = pairwise_si_snr(estimates, targets)
+    silent = targets.pow(2).sum(-1) <= SILENT_RATIO * mixture.pow(2).sum(-1, keepdim=True)
+    if bool(silent.any()):
+        quiet = quietness(estimates, mixture).unsqueeze(2).expand_as(pairwise)
+        pairwise = torch.where(silent.unsqueeze(1), quiet, pairwise)
+    score, _ = pit_best_permutation(pairwise)
     return -score.mean()

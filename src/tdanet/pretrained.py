@@ -20,7 +20,14 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 # Seconds to wait for a TCP connection to the hub before using the local cache only.
 HUB_CONNECT_TIMEOUT = 3.0
 # Environment variables that route HTTP through a proxy (which the hub check cannot see past).
-PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
 
 # Checkpoints shipped inside the package (src/tdanet/assets/), usable offline.
 BUNDLED_MODELS: dict[str, str] = {"tdanet-demo": "tdanet-demo.pt"}

@@ -221,9 +221,7 @@ class OverlapAdd:
         return perm
 
 
-def map_in_order(
-    function: Callable[[T], R], items: Iterable[T], workers: int
-) -> Iterator[R]:
+def map_in_order(function: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
     """``function`` over ``items``, results in the items' order, with up to ``workers`` calls
     running at once in threads (torch and numpy release the GIL while they compute).
 

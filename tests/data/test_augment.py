@@ -34,10 +34,18 @@ def gain_at(section: np.ndarray, freq: float, rate: int) -> float:
 
 def test_biquads_have_the_requested_gains() -> None:
     rate = 16000
-    assert gain_at(biquad("peak", 1000.0, 6.0, 1.0, rate), 1000.0, rate) == pytest.approx(6.0, abs=0.01)
-    assert gain_at(biquad("low", 200.0, -6.0, 0.7071, rate), 20.0, rate) == pytest.approx(-6.0, abs=0.2)
-    assert gain_at(biquad("high", 4000.0, 5.0, 0.7071, rate), 7900.0, rate) == pytest.approx(5.0, abs=0.3)
-    assert gain_at(biquad("high", 4000.0, 5.0, 0.7071, rate), 50.0, rate) == pytest.approx(0.0, abs=0.1)
+    assert gain_at(biquad("peak", 1000.0, 6.0, 1.0, rate), 1000.0, rate) == pytest.approx(
+        6.0, abs=0.01
+    )
+    assert gain_at(biquad("low", 200.0, -6.0, 0.7071, rate), 20.0, rate) == pytest.approx(
+        -6.0, abs=0.2
+    )
+    assert gain_at(biquad("high", 4000.0, 5.0, 0.7071, rate), 7900.0, rate) == pytest.approx(
+        5.0, abs=0.3
+    )
+    assert gain_at(biquad("high", 4000.0, 5.0, 0.7071, rate), 50.0, rate) == pytest.approx(
+        0.0, abs=0.1
+    )
 
 
 def test_random_eq_is_seeded_and_bounded() -> None:
@@ -47,7 +55,9 @@ def test_random_eq_is_seeded_and_bounded() -> None:
     c = random_eq(noise, RATE, 6.0, np.random.default_rng(6))
     assert np.array_equal(a, b) and not np.allclose(a, c)
     # Three sections of at most +-6 dB each: the level moves by less than 18 dB.
-    change = 10 * np.log10(np.mean(a.astype(np.float64) ** 2) / np.mean(noise.astype(np.float64) ** 2))
+    change = 10 * np.log10(
+        np.mean(a.astype(np.float64) ** 2) / np.mean(noise.astype(np.float64) ** 2)
+    )
     assert abs(change) < 18
 
 
@@ -127,10 +137,26 @@ def test_fill_leaves_no_silent_padding(corpus: Path) -> None:
     assert 0 < sum(padded) < 16
 
 
+def test_lone_windows_hold_one_voice_and_silent_targets(corpus: Path) -> None:
+    config = MixingConfig(sample_rate=RATE, segment=1.0, lone=0.5, reverb_prob=1.0, room_count=2)
+    drawer = MixtureDrawer(index_sources(corpus), config)
+    draws = [drawer.draw(np.random.default_rng(seed)) for seed in range(12)]
+    lone = [d for d in draws if not np.any(d.sources[1])]
+    assert 0 < len(lone) < 12
+    for drawn in lone:
+        assert np.any(drawn.sources[0]) and drawn.info["sources"][1]["speaker"] == ""
+        np.testing.assert_allclose(drawn.mixture, drawn.sources[0], atol=1e-6)
+    # Off, nothing is drawn for it: the same seed gives the mixture it gave before.
+    plain = MixtureDrawer(index_sources(corpus), MixingConfig(sample_rate=RATE, segment=1.0))
+    assert all(np.any(plain.draw(np.random.default_rng(s)).sources[1]) for s in range(12))
+
+
 def test_augmentation_settings_are_checked() -> None:
     with pytest.raises(DataError, match="reverb_prob"):
         MixingConfig(reverb_prob=1.5)
     with pytest.raises(DataError, match="fill"):
         MixingConfig(fill=2.0)
+    with pytest.raises(DataError, match="lone"):
+        MixingConfig(lone=-0.1)
     with pytest.raises(DataError, match="rt60"):
         MixingConfig(rt60=(0.6, 0.2))

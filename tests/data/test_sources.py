@@ -69,4 +69,6 @@ def test_named_held_out_and_train_only_speakers() -> None:
     with pytest.raises(DataError, match="match no speaker"):
         split_speakers(speakers, 3, 0, seed=4, num_sources=2, held_out=["nobody"])
     with pytest.raises(DataError, match="both held out and train-only"):
-        split_speakers(speakers, 3, 0, seed=4, num_sources=2, held_out=["kokoro-1"], train_only=["kokoro-*"])
+        split_speakers(
+            speakers, 3, 0, seed=4, num_sources=2, held_out=["kokoro-1"], train_only=["kokoro-*"]
+        )

@@ -26,7 +26,9 @@ def test_overrides_are_typed_and_nested() -> None:
     assert recipe.data.speed_perturb == (0.9, 1.1)
     assert recipe.optim.lr == pytest.approx(2e-4)
     assert recipe.to_dict()["data"]["speed_perturb"] == [0.9, 1.1]
-    named = load_recipe(RECIPES / "small-cpu.yaml", ["data.root=/x", "data.held_out_speakers=[a, b*, c]"])
+    named = load_recipe(
+        RECIPES / "small-cpu.yaml", ["data.root=/x", "data.held_out_speakers=[a, b*, c]"]
+    )
     assert named.data.held_out_speakers == ("a", "b*", "c")
 
 

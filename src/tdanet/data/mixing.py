@@ -57,6 +57,9 @@ class MixingConfig:
             square root of) their recorded duration, so that voices with few short
             recordings do not dominate.
         max_amplitude: peak above which a mixture (and its sources) is scaled down.
+        lone: the chance that a mixture holds the first voice only, every other source
+            silent (all zeros), so that a model learns to leave outputs silent when fewer
+            voices speak (train with :func:`tdanet.losses.pit_separation_loss`).
         fill: with a fixed ``segment``, the chance that a source shorter than the window is
             followed by more utterances of the same speaker instead of silence (1: both voices
             always fill the window; below 1 some windows keep one voice alone for a while,
@@ -81,6 +84,7 @@ class MixingConfig:
     speed_perturb: tuple[float, float] | None = None
     speaker_weighting: Weighting = "sqrt_duration"
     max_amplitude: float = 0.9
+    lone: float = 0.0
     fill: float = 0.0
     eq_prob: float = 0.0
     eq_db: float = 6.0
@@ -95,7 +99,7 @@ class MixingConfig:
             raise DataError(f"mixing: num_sources must be at least 2, got {self.num_sources}")
         if self.segment is not None and self.segment <= 0:
             raise DataError(f"mixing: segment must be positive seconds, got {self.segment}")
-        for name in ("fill", "eq_prob", "reverb_prob", "noise_prob"):
+        for name in ("lone", "fill", "eq_prob", "reverb_prob", "noise_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise DataError(f"mixing: {name} must be within [0, 1], got {getattr(self, name)}")
         if self.rt60[0] <= 0 or self.room_count < 1:
@@ -247,8 +251,9 @@ class MixtureDrawer:
         room = None
         if chance(config.reverb_prob, rng):
             room = int(rng.integers(config.room_count))
+        voices = 1 if chance(config.lone, rng) else config.num_sources
         signals, info_sources = [], []
-        for index in chosen:
+        for index in chosen[:voices]:
             speaker = self.speakers[int(index)]
             utts = self.groups[speaker]
             utt = utts[int(rng.integers(len(utts)))]
@@ -270,6 +275,9 @@ class MixtureDrawer:
             info_sources.append(
                 {"speaker": speaker, "path": str(utt.path), "start": start, "speed": speed}
             )
+        for _ in range(voices, config.num_sources):
+            signals.append(np.zeros_like(signals[0]))
+            info_sources.append({"speaker": "", "path": "", "start": 0, "speed": 1.0})
         if room is not None:
             responses = room_impulse_responses(
                 config.room_seed, room, config.num_sources, config.sample_rate, config.rt60

@@ -98,7 +98,6 @@ class MultiHeadAttention(nn.Module):
         )
         return self.attn.out_proj(value)
 
-
     def across_frames(self, h: torch.Tensor) -> torch.Tensor:
         """``self.attn(h, h, h)`` at inference, spelled out: (batch, frames, N) -> same.
 

@@ -1,4 +1,4 @@
-"""The LightningModule: PIT negative SI-SNR, Adam, learning rate halved on plateaus."""
+"""The LightningModule: PIT negative SI-SNR (silent targets: quiet outputs), Adam, learning rate halved on plateaus."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from ..checkpoint import LIGHTNING_CONFIG_KEY
 from ..errors import TrainingError
-from ..losses import pit_neg_si_snr, pit_si_snr, si_snr
+from ..losses import pit_separation_loss, pit_si_snr, si_snr
 from ..model import TDANet
 from .recipe import OptimSection
 
@@ -46,7 +46,7 @@ class SeparationModule(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         mixture, sources, _ = batch
         # Scores in float32 even under mixed precision (sums of squares overflow in fp16).
-        loss = pit_neg_si_snr(self.model(mixture).float(), sources)
+        loss = pit_separation_loss(self.model(mixture).float(), sources, mixture)
         if not bool(torch.isfinite(loss)):
             raise TrainingError(
                 f"the training loss is {float(loss.detach())} at step {self.global_step} (batch "

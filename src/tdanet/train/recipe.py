@@ -77,6 +77,7 @@ class DataSection:
     held_out_speakers: tuple[str, ...] = ()
     train_only_speakers: tuple[str, ...] = ()
     # Augmentation of dynamic mixing (tdanet.data.mixing.MixingConfig), training split only.
+    lone: float = 0.0
     fill: float = 0.0
     eq_prob: float = 0.0
     eq_db: float = 6.0

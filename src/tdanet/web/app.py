@@ -83,7 +83,9 @@ def serving_engine(
 
         if isinstance(separator, nn.Module):
             return Separator(model=separator, device="cpu"), model_name or type(separator).__name__
-        return Separator(model=os.fspath(separator), device="cpu"), model_name or os.fspath(separator)
+        return Separator(model=os.fspath(separator), device="cpu"), model_name or os.fspath(
+            separator
+        )
     return separator, model_name or type(separator).__name__
 
 
