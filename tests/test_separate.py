@@ -489,3 +489,23 @@ def test_workers_give_the_same_output_as_one(tmp_path: Path) -> None:
     np.testing.assert_array_equal(outputs[1], outputs[3])
     with pytest.raises(ValueError, match="workers must be at least 1"):
         Separator(model, workers=0)
+
+
+def test_lower_precisions_run_the_eager_model_under_autocast() -> None:
+    model = randomize_(load_model("tdanet-tiny"))
+    mixture = 0.1 * torch.randn(RATE // 2).numpy()
+    full = Separator(model, chunk_seconds=1.0, overlap_seconds=0.25).separate(mixture, RATE)
+    for precision in ("bf16", "fp16"):
+        low = Separator(model, chunk_seconds=1.0, overlap_seconds=0.25, precision=precision)
+        out = low.separate(mixture, RATE)
+        assert out.dtype == np.float32
+        # Close to float32 (bf16 keeps 8 bits of mantissa: about 40 dB), yet not identical.
+        error = np.sum((out - full) ** 2) / np.sum(full**2)
+        assert 0 < error < 1e-2, precision
+
+
+def test_precision_is_checked() -> None:
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16"):
+        Separator("tdanet-tiny", precision="fp8")
+    with pytest.raises(ValueError, match="needs the torch backend"):
+        Separator("model.onnx", backend="onnxruntime", precision="bf16")

@@ -50,6 +50,12 @@ DEFAULT_OVERLAP_SECONDS = 1.0
 # Ridge added to the sources' correlation matrix so near-identical sources keep finite gains.
 RIDGE = 1e-4
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
+# Compute precisions of the torch backend: below float32, the eager model under autocast.
+PRECISIONS: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
 # Chunk alignment: overlap plus voice profiles (default, see docs/separate.md), or overlap only.
 ALIGNMENTS: tuple[str, ...] = ("voices", "overlap")
 # Output frames handled per step in the second pass over the scratch file.
@@ -314,6 +320,8 @@ class Separator:
     (off by default: it can also swallow a speaker much quieter than the other).
     ``workers`` chunks of a long recording are separated at once in threads (give torch one
     intra-op thread then: ``torch.set_num_threads(1)``); the output is the same for any count.
+    ``precision`` "bf16" or "fp16" runs the eager model under autocast (mainly for GPUs;
+    docs/efficiency.md states what it costs in SI-SNR); "fp32" runs the fast path.
     """
 
     def __init__(
@@ -327,6 +335,7 @@ class Separator:
         align: str = "voices",
         route_lone_voices: bool = False,
         workers: int = 1,
+        precision: str = "fp32",
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -344,7 +353,9 @@ class Separator:
         self.single_voice = False
         self.device = torch.device(device)
         self.backend = backend
-        self.model, self.config = load_separation_model(model, backend=backend, device=self.device)
+        self.model, self.config = load_separation_model(
+            model, backend=backend, device=self.device, precision=precision
+        )
         self.chunk = round(chunk_seconds * self.sample_rate)
         self.overlap = round(overlap_seconds * self.sample_rate)
         if self.chunk < self.config.kernel_size or not 0 < 2 * self.overlap <= self.chunk:
@@ -625,14 +636,23 @@ def _write_scratch(scratch: Any, block: np.ndarray, name: Path) -> float:
 
 
 def load_separation_model(
-    model: str | os.PathLike[str] | nn.Module | Any, *, backend: str, device: torch.device
+    model: str | os.PathLike[str] | nn.Module | Any,
+    *,
+    backend: str,
+    device: torch.device,
+    precision: str = "fp32",
 ) -> tuple[Callable[[torch.Tensor], Any], TDANetConfig]:
     """The callable (batch, T) -> (batch, C, T) a :class:`Separator` runs, and its config.
 
     Names and paths load with :func:`tdanet.pretrained.load_model` (``torch``) or
     ``tdanet.export.OnnxModel`` (``onnxruntime``, ``.onnx`` files); torch modules go
-    through :func:`tdanet.fast.optimize_for_inference`.
+    through :func:`tdanet.fast.optimize_for_inference` in float32, or run eagerly under
+    autocast in a lower ``precision`` (:data:`PRECISIONS`).
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "fp32" and backend != "torch":
+        raise ValueError(f"precision {precision} needs the torch backend")
     if isinstance(model, (str, os.PathLike)):
         model = (
             _load_onnx(Path(model))
@@ -642,11 +662,25 @@ def load_separation_model(
     config = getattr(model, "config", None)
     if not isinstance(config, TDANetConfig):
         raise TypeError("the model must have a .config attribute holding a TDANetConfig")
+    if isinstance(model, nn.Module) and precision != "fp32":
+        return autocast_call(model.eval().to(device), device, PRECISIONS[precision]), config
     if isinstance(model, nn.Module):
         return optimize_for_inference(model.eval().to(device)), config
     if not callable(model):
         raise TypeError(f"the model must be callable, got {type(model).__name__}")
     return model, config
+
+
+def autocast_call(
+    module: nn.Module, device: torch.device, dtype: torch.dtype
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``module`` run under autocast to ``dtype``: (batch, T) -> float32 (batch, C, T)."""
+
+    def call(batch: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=dtype):
+            return module(batch).float()
+
+    return call
 
 
 def _load_onnx(path: Path) -> Any:

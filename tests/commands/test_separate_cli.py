@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -340,3 +341,18 @@ def test_workers_and_threads_are_checked_and_give_the_same_outputs(
         err = capsys.readouterr().err
         assert f"{bad[0]} must be at least 1" in err and err.count("\n") == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_precision_option_offers_the_library_precisions_and_separates(tmp_path: Path) -> None:
+    from tdanet.commands.separate import add_arguments
+    from tdanet.separate import PRECISIONS
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    option = next(a for a in parser._actions if a.dest == "precision")
+    assert tuple(option.choices or ()) == tuple(PRECISIONS)
+    path = tmp_path / "clip.wav"
+    sf.write(path, speech_like(1.5, 16000), 16000, subtype="FLOAT")
+    out = tmp_path / "out"
+    assert main(["separate", str(path), "-o", str(out), "--precision", "bf16", *MODEL]) == 0
+    assert files_under(out) == ["clip_spk1.wav", "clip_spk2.wav"]

@@ -38,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend", choices=("torch", "onnxruntime"), default="torch", help="inference engine"
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="compute precision (default fp32; bf16/fp16 run under autocast, for GPUs: see "
+        "docs/efficiency.md for their SI-SNR cost)",
+    )
     add_cpu_arguments(parser)
     parser.add_argument(
         "--chunk-seconds", type=float, default=None, help="length of the chunks (default: 10)"
@@ -125,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             backend=args.backend,
             route_lone_voices=args.lone_voices,
             workers=workers,
+            precision=args.precision,
         )
     except ValueError as exc:  # chunk/overlap out of range; model errors are TDANetError
         if isinstance(exc, TDANetError):
