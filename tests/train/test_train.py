@@ -8,6 +8,7 @@ import torch
 from tdanet import load_model
 from tdanet.checkpoint import checkpoint_metadata, read_checkpoint, save_checkpoint
 from tdanet.errors import ConfigError, DataError
+from tdanet.model import TFACM
 from tdanet.train import load_recipe, train
 
 from ..synthetic_speech import write_speaker_corpus
@@ -89,6 +90,18 @@ def test_fine_tuning_from_a_lightning_checkpoint(corpus: Path, tmp_path: Path) -
     tuned = read_checkpoint(train(load_recipe(RECIPE, overrides)).last)["state_dict"]
     start = read_checkpoint(first.last)["state_dict"]
     assert all(torch.allclose(tuned[k], start[k], atol=1e-4) for k in tuned)
+
+
+def test_a_causal_tfacm_trains_with_the_same_recipe_machinery(corpus: Path, tmp_path: Path) -> None:
+    overrides = [*tiny_overrides(corpus, tmp_path / "causal", 1), "model.preset=tfacm-tiny"]
+    result = train(load_recipe(RECIPE, overrides))
+    model = load_model(result.best)
+    assert isinstance(model, TFACM) and model.config.sample_rate == 8000
+    trained = read_checkpoint(result.last)["state_dict"]
+    fresh = load_model("tfacm-tiny", sample_rate=8000).state_dict()
+    assert trained.keys() == fresh.keys()
+    lightning_file = result.output_dir / "checkpoints" / "resume.ckpt"
+    assert isinstance(load_model(lightning_file), TFACM)
 
 
 def test_fine_tuning_rejects_a_model_for_another_rate(corpus: Path, tmp_path: Path) -> None:

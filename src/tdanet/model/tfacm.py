@@ -646,4 +646,6 @@ class TFACM(nn.Module):
         sources = self.synthesis(self.separate_frames(self.analysis(frames), state))
         signal = overlap_add(sources, c.hop_length)
         envelope = overlap_add((self.window**2).expand(count, -1), c.hop_length)
-        return (signal / envelope)[..., lead : lead + length]
+        # Crop before dividing: the envelope is zero at the very start, and 0/0 there would
+        # make NaN gradients even though those samples are dropped.
+        return signal[..., lead : lead + length] / envelope[..., lead : lead + length]

@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from ..checkpoint import save_checkpoint
 from ..errors import TrainingError
-from ..model import TDANet
+from ..model import TFACM, TDANet
 
 
 class PackageCheckpoint(L.Callback):
@@ -48,7 +48,7 @@ class PackageCheckpoint(L.Callback):
                 "without writing a checkpoint: check the validation data, or lower optim.lr"
             )
         model = pl_module.model
-        assert isinstance(model, TDANet)
+        assert isinstance(model, (TDANet, TFACM))
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
             raise TrainingError(
                 f"the weights hold NaN or Inf at epoch {trainer.current_epoch}; the run stops "

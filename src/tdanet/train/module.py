@@ -11,7 +11,7 @@ import torch
 from ..checkpoint import LIGHTNING_CONFIG_KEY
 from ..errors import TrainingError
 from ..losses import pit_separation_loss, pit_si_snr, si_snr
-from ..model import TDANet
+from ..model import TFACM, TDANet
 from .recipe import OptimSection
 
 Batch = tuple[torch.Tensor, torch.Tensor, list[str]]
@@ -23,9 +23,9 @@ def step_seed(seed: int, rank: int, step: int) -> int:
 
 
 class SeparationModule(L.LightningModule):
-    """Trains a :class:`TDANet` on (mixture (B, T), sources (B, C, T), names) batches."""
+    """Trains a :class:`TDANet` or a causal :class:`TFACM` on (mixture (B, T), sources (B, C, T), names) batches."""
 
-    def __init__(self, model: TDANet, optim: OptimSection, seed: int) -> None:
+    def __init__(self, model: TDANet | TFACM, optim: OptimSection, seed: int) -> None:
         super().__init__()
         self.model = model
         self.optim = optim

@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from ..checkpoint import read_checkpoint
+from ..checkpoint import ModelConfig, network, read_checkpoint
 from ..errors import CheckpointError, ConfigError
-from ..model import PRESETS, TDANet
-from ..pretrained import load_model, require_tdanet
+from ..model import PRESETS, TFACM, TFACM_PRESETS, TDANet
+from ..pretrained import load_model
 from .recipe import Recipe
 
 LOG = logging.getLogger(__name__)
@@ -44,13 +44,14 @@ class TrainResult:
     last: Path
     best_val_loss: float
     global_zero: bool
-    model: TDANet
+    model: TDANet | TFACM
     global_step: int
     skipped: list[str] = field(default_factory=list)
 
 
-def initial_model(recipe: Recipe) -> TDANet:
-    """The network to train: a preset (random weights) or ``init_from`` weights to fine-tune."""
+def initial_model(recipe: Recipe) -> TDANet | TFACM:
+    """The network to train, of either family: a preset (random weights) or ``init_from``
+    weights to fine-tune."""
     section, data = recipe.model, recipe.data
     fixed = {"sample_rate": data.sample_rate, "num_sources": data.num_sources}
     for key, value in fixed.items():
@@ -60,7 +61,7 @@ def initial_model(recipe: Recipe) -> TDANet:
             )
     if section.init_from is not None:
         try:
-            model = require_tdanet(load_model(section.init_from, **section.config), "training")
+            model = load_model(section.init_from, **section.config)
         except CheckpointError as exc:
             raise ConfigError(f"model.init_from: {exc}") from None
         for key, value in fixed.items():
@@ -70,15 +71,16 @@ def initial_model(recipe: Recipe) -> TDANet:
                     f"but data.{key}={value}; fine-tune on data that matches the model"
                 )
         return model.train()
-    if section.preset not in PRESETS:
+    presets: dict[str, ModelConfig] = {**PRESETS, **TFACM_PRESETS}
+    if section.preset not in presets:
         raise ConfigError(
-            f"model.preset: unknown preset {section.preset!r}; choose one of {', '.join(PRESETS)}"
+            f"model.preset: unknown preset {section.preset!r}; choose one of {', '.join(presets)}"
         )
     try:
-        config = PRESETS[section.preset].replace(**{**section.config, **fixed})
+        config = presets[section.preset].replace(**{**section.config, **fixed})
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model.config: {exc}") from None
-    return TDANet(config).train()
+    return network(config).train()
 
 
 def device_count(devices: int | str, accelerator: str) -> int:
