@@ -87,16 +87,21 @@ def pit_si_snr(estimates: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Te
 
 # A target this far (energy ratio) below the mixture is silent: no SI-SNR can score it.
 SILENT_RATIO = 1e-6
-# Leakage into a silent target's output stops paying off 30 dB below the mixture.
-SILENT_FLOOR_DB = 30.0
+# Leakage into a silent target's output stops paying off 25 dB below all outputs together.
+SILENT_FLOOR_DB = 25.0
 
 
-def quietness(estimates: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
-    """How far each estimate lies below the mixture, in dB, saturating at
-    ``SILENT_FLOOR_DB``: (B, C, T), (B, T) -> (B, C); the score of an output whose target
-    is silent (the thresholded form of Wisdom et al.'s MixIT loss for zero references)."""
-    leak = estimates.pow(2).sum(-1) / (mixture.pow(2).sum(-1, keepdim=True) + EPS)
-    return -10 * torch.log10(leak + 10 ** (-SILENT_FLOOR_DB / 10))
+def quietness(estimates: torch.Tensor) -> torch.Tensor:
+    """How far each estimate lies below all estimates together, in dB, saturating at
+    ``SILENT_FLOOR_DB``: (B, C, T) -> (B, C); the score of an output whose target is silent.
+
+    Relative to the outputs, not the mixture, so that it is scale-invariant like SI-SNR
+    (shrinking every output would otherwise look like silence) and reads like the level
+    gap between an inactive and an active output.
+    """
+    energies = estimates.pow(2).sum(-1)
+    share = energies / (energies.sum(-1, keepdim=True) + EPS)
+    return -10 * torch.log10(share + 10 ** (-SILENT_FLOOR_DB / 10))
 
 
 def pit_separation_loss(
@@ -112,7 +117,7 @@ def pit_separation_loss(
     pairwise = pairwise_si_snr(estimates, targets)
     silent = targets.pow(2).sum(-1) <= SILENT_RATIO * mixture.pow(2).sum(-1, keepdim=True)
     if bool(silent.any()):
-        quiet = quietness(estimates, mixture).unsqueeze(2).expand_as(pairwise)
+        quiet = quietness(estimates).unsqueeze(2).expand_as(pairwise)
         pairwise = torch.where(silent.unsqueeze(1), quiet, pairwise)
     score, _ = pit_best_permutation(pairwise)
     return -score.mean()
