@@ -52,3 +52,26 @@ def test_public_names_resolve_lazily() -> None:
     assert tdanet.Separator.__name__ == "Separator"
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         tdanet.nothing  # noqa: B018
+
+
+def test_threads_wait_passively_from_the_first_torch_import_of_a_command() -> None:
+    # OpenMP reads OMP_WAIT_POLICY once, when torch loads: spinning threads cost 5-30x the
+    # CPU time on a busy machine (docs/separate.md).
+    code = (
+        "import importlib.abc, os, sys\n"
+        "os.environ.pop('OMP_WAIT_POLICY', None)\n"
+        "seen = []\n"
+        "class Watch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'torch' and not seen:\n"
+        "            seen.append(os.environ.get('OMP_WAIT_POLICY'))\n"
+        "sys.meta_path.insert(0, Watch())\n"
+        "from tdanet.cli import main\n"
+        "main(['info', 'tdanet-tiny'])\n"
+        "print('policy', seen)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "policy ['PASSIVE']" in result.stdout

@@ -40,8 +40,8 @@ def add_cpu_arguments(parser: argparse.ArgumentParser) -> None:
 def apply_cpu_arguments(args: argparse.Namespace) -> int:
     """Set torch's threads from ``--threads``/``--workers`` and return the worker count.
 
-    Threads that wait for work do not spin (``OMP_WAIT_POLICY=PASSIVE`` unless set): set
-    before torch is loaded, as OpenMP reads it once.
+    Waiting threads do not spin: :func:`tdanet.cli.main` sets ``OMP_WAIT_POLICY=PASSIVE``
+    (unless set) before any command loads torch.
     """
     from ..errors import TDANetError
 
@@ -49,7 +49,6 @@ def apply_cpu_arguments(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise TDANetError(f"--{name} must be at least 1, got {value}")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     cores = os.cpu_count() or 1
