@@ -7,13 +7,13 @@ import torch.nn.functional as F
 from tdanet.fast import (
     FastTDANet,
     gln_scale_shift,
-    nearest_index,
     nearest_runs,
     optimize_for_inference,
     time_moments,
 )
 from tdanet.model import PRESETS, TDANet
 from tdanet.model.layers import GlobalLayerNorm
+from tdanet.model.ops import nearest_index
 
 from .conftest import randomize_
 

@@ -35,6 +35,7 @@ from torch import nn
 from .model import TDANet, TDANetConfig, as_batch, crop_to_input, pad_to_valid_length
 from .model.attention import GlobalAttention, sinusoid_table
 from .model.layers import ConvNorm, GlobalLayerNorm, LocalAttention
+from .model.ops import nearest_index
 from .model.tdanet import UBlock
 
 Moments = tuple[torch.Tensor, torch.Tensor]
@@ -115,16 +116,6 @@ def gln_scale_shift(
     return scale.to(gamma.dtype).unsqueeze(-2), shift.to(gamma.dtype).unsqueeze(-2)
 
 
-def nearest_index(source: int, target: int, device: torch.device) -> torch.Tensor:
-    """(target,) rows that ``F.interpolate(mode="nearest")`` reads to resize source -> target.
-
-    Taken from interpolate itself on a ramp, so the floor rule (and its float rounding)
-    is exactly the eager model's.
-    """
-    ramp = torch.arange(source, dtype=torch.float32, device=device)[None, None]
-    return F.interpolate(ramp, size=target, mode="nearest")[0, 0].long()
-
-
 Run = tuple[int, int, int, int]
 
 # More runs than this and a gathered copy of the guides is cheaper than one op per run.
@@ -136,7 +127,7 @@ def nearest_runs(index: torch.Tensor) -> list[Run] | None:
     ``row .. row + count * repeat`` read source rows ``source .. source + count``, each
     ``repeat`` times.
 
-    ``index`` (T,) is a :func:`nearest_index`. None when it skips a source row (a
+    ``index`` (T,) is a :func:`~tdanet.model.ops.nearest_index`. None when it skips a source row (a
     downsampling) or needs more than ``_MAX_RUNS`` runs.
     """
     values, counts = torch.unique_consecutive(index, return_counts=True)
@@ -197,7 +188,7 @@ class _Context:
         return torch.index_select(x, -2, index, out=self.buffer(name, x, shape))
 
     def index(self, source: int, length: int, device: torch.device) -> torch.Tensor:
-        """:func:`nearest_index` (source -> length), cached."""
+        """:func:`~tdanet.model.ops.nearest_index` (source -> length), cached."""
         key = (source, length)
         if key not in self.indices:
             self.indices[key] = nearest_index(source, length, device)

@@ -13,24 +13,28 @@ import torch
 import torch.nn.functional as F
 
 
-def nearest_resize(x: torch.Tensor, length: int) -> torch.Tensor:
-    """``F.interpolate(x, size=length, mode="nearest")`` for (batch, C, T); traced, a gather.
+def nearest_index(source: int, length: int, device: torch.device) -> torch.Tensor:
+    """(length,) rows that nearest resizing reads to map ``source`` rows to ``length``.
 
-    Index ``min(floor(i * (T / length)), T - 1)`` in float32, the rule PyTorch's kernel
-    uses (equal results, tested), built from tensors so that a traced graph stays right for
-    any T and length.
+    ``min(floor(i * (source / length)), source - 1)`` in float32, the rule PyTorch's
+    ``F.interpolate`` kernel uses (equal results, tested), built from tensors so that a
+    traced graph, where ``source`` and ``length`` are read from shapes, stays right for any.
     """
+    scale = (
+        torch.ones((), dtype=torch.float32, device=device)
+        * source
+        / (torch.ones((), dtype=torch.float32, device=device) * length)
+    )
+    positions = torch.arange(length, device=device).to(torch.float32) * scale
+    return torch.clamp(torch.floor(positions).to(torch.int64), max=source - 1)
+
+
+def nearest_resize(x: torch.Tensor, length: int) -> torch.Tensor:
+    """``F.interpolate(x, size=length, mode="nearest")`` for (batch, C, T); traced, a gather
+    of :func:`nearest_index`."""
     if not torch.jit.is_tracing():
         return F.interpolate(x, size=length, mode="nearest")
-    source = x.shape[-1]
-    scale = (
-        torch.ones((), dtype=torch.float32, device=x.device)
-        * source
-        / (torch.ones((), dtype=torch.float32, device=x.device) * length)
-    )
-    positions = torch.arange(length, device=x.device).to(torch.float32) * scale
-    index = torch.clamp(torch.floor(positions).to(torch.int64), max=source - 1)
-    return torch.index_select(x, -1, index)
+    return torch.index_select(x, -1, nearest_index(x.shape[-1], length, x.device))
 
 
 def adaptive_average(x: torch.Tensor, length: int) -> torch.Tensor:
