@@ -4,8 +4,8 @@ The network is traced as it is defined: its forward uses shape-generic ops
 (:mod:`tdanet.model.ops`: nearest resize as a gather, adaptive pooling from a cumulative
 sum, the position table from its formula while tracing, attention spelled out at
 inference), so the graph is right for every length. The only change for export is
-numerical: :class:`WideGlobalLayerNorm` reduces in float64, as onnxruntime's float32
-reductions lose accuracy over long inputs.
+numerical: a copy of the model whose gLNs reduce in float64 (``GlobalLayerNorm.wide``), as
+onnxruntime's float32 reductions lose accuracy over long inputs.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import copy
 import json
 import os
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from .atomic import replaced_on_success
 from .errors import CheckpointError, TDANetError
@@ -37,47 +36,13 @@ class ExportError(TDANetError):
     """An export that cannot be done: missing exporter, unwritable destination."""
 
 
-class WideGlobalLayerNorm(nn.Module):
-    """gLN with its statistics reduced in float64: onnxruntime's float32 ReduceMean over a
-    whole (channels x frames) item loses accuracy that 16 unfoldings amplify."""
-
-    def __init__(self, norm: GlobalLayerNorm) -> None:
-        super().__init__()
-        self.eps = norm.eps
-        self.gamma = norm.gamma
-        self.beta = norm.beta
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, channels, frames) -> same shape."""
-        wide = x.to(torch.float64)
-        mean = wide.mean(dim=(1, 2), keepdim=True)
-        var = (wide - mean).pow(2).mean(dim=(1, 2), keepdim=True)
-        scale = torch.rsqrt(var + self.eps).to(x.dtype)
-        return (x - mean.to(x.dtype)) * scale * self.gamma[:, None] + self.beta[:, None]
-
-
-def _with_wide_norms(model: TDANet) -> TDANet:
-    """A copy of ``model`` whose gLNs are :class:`WideGlobalLayerNorm` (same weights)."""
-    model = copy.deepcopy(model)
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, GlobalLayerNorm):
-                setattr(parent, name, WideGlobalLayerNorm(child))
+def exportable(model: TDANet) -> TDANet:
+    """The model to trace: a copy of ``model`` in eval mode whose gLNs reduce in float64."""
+    model = copy.deepcopy(model).eval()
+    for module in model.modules():
+        if isinstance(module, GlobalLayerNorm):
+            module.wide = True
     return model
-
-
-class ExportableTDANet(nn.Module):
-    """The model to trace: (batch, T) -> (batch, C, T), a copy of ``model`` whose gLNs are
-    :class:`WideGlobalLayerNorm` (same weights); otherwise the network as it is defined."""
-
-    def __init__(self, model: TDANet) -> None:
-        super().__init__()
-        self.model = _with_wide_norms(model).eval()
-        self.config = model.config
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(batch, T) -> (batch, num_sources, T)."""
-        return cast(torch.Tensor, self.model(waveform))
 
 
 def export_onnx(
@@ -103,7 +68,7 @@ def export_onnx(
         raise ExportError(f"{target}: is a directory; give a file name such as model.onnx")
     if not target.parent.is_dir():
         raise ExportError(f"{target}: the folder {target.parent} does not exist")
-    module = ExportableTDANet(model.eval()).eval()
+    module = exportable(model.eval())
     samples = max(1, round(example_seconds * model.config.sample_rate))
     example = torch.randn(1, samples)
     try:
