@@ -4,14 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tdanet.fast import (
-    FastTDANet,
-    gln_scale_shift,
-    nearest_runs,
-    optimize_for_inference,
-    time_moments,
-)
+from tdanet.fast import FastTDANet, optimize_for_inference
 from tdanet.model import PRESETS, TDANet
+from tdanet.model.folding import gln_scale_shift, nearest_runs, time_moments
 from tdanet.model.layers import GlobalLayerNorm
 from tdanet.model.ops import nearest_index
 
@@ -58,7 +53,7 @@ def test_plain_convolutions_where_oneDNN_cannot_write_in_place(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     model, fast = reference_and_fast({})
-    monkeypatch.setattr("tdanet.fast._conv_into", lambda: False)
+    monkeypatch.setattr("tdanet.model.folding._conv_into", lambda: False)
     mixture = torch.randn(2, 777, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         expected = model(mixture)
@@ -67,7 +62,9 @@ def test_plain_convolutions_where_oneDNN_cannot_write_in_place(
 
 def test_gathered_guides_equal_the_run_by_run_upsampling(monkeypatch: pytest.MonkeyPatch) -> None:
     model, fast = reference_and_fast({})
-    monkeypatch.setattr("tdanet.fast._MAX_RUNS", 1)  # every upsampling takes the gather path
+    monkeypatch.setattr(
+        "tdanet.model.folding._MAX_RUNS", 1
+    )  # every upsampling takes the gather path
     mixture = torch.randn(2, 4001, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         expected = model(mixture)

@@ -1,7 +1,9 @@
-"""The global attention (GA) module of TDANet: attention then a convolutional MLP."""
+"""The global attention (GA) module of TDANet: attention then a convolutional MLP, each
+with its folded (inference) form beside it (:mod:`tdanet.model.folding`)."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -9,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import AttentionMode
-from .layers import ConvNorm, drop_path
+from .folding import DepthwiseConv, FoldContext, TimeMajor, frozen
+from .layers import ConvNorm, FoldedProjection, drop_path
 
 
 def sinusoid_table(length: int, channels: int) -> torch.Tensor:
@@ -92,11 +95,12 @@ class MultiHeadAttention(nn.Module):
         With one key per query the softmax weight is 1, leaving the value projection
         followed by the output projection.
         """
-        channels = h.shape[-1]
-        value = F.linear(
-            h, self.attn.in_proj_weight[2 * channels :], self.attn.in_proj_bias[2 * channels :]
-        )
-        return self.attn.out_proj(value)
+        return self.attn.out_proj(F.linear(h, *self.value_projection()))
+
+    def value_projection(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The value rows of the input projection: weight (N, N), bias (N,)."""
+        channels = self.attn.embed_dim
+        return self.attn.in_proj_weight[2 * channels :], self.attn.in_proj_bias[2 * channels :]
 
     def across_frames(self, h: torch.Tensor) -> torch.Tensor:
         """``self.attn(h, h, h)`` at inference, spelled out: (batch, frames, N) -> same.
@@ -110,6 +114,57 @@ class MultiHeadAttention(nn.Module):
         q, k, v = (t.reshape(batch, frames, heads, -1).transpose(1, 2) for t in (q, k, v))
         weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(self.attn.head_dim), dim=-1)
         return self.attn.out_proj((weights @ v).transpose(1, 2).reshape(batch, frames, channels))
+
+
+class FoldedFrameAttention(nn.Module):
+    """A :class:`MultiHeadAttention` of ``mode="frame"`` at inference, on time-major features,
+    with the attention folded into one matrix.
+
+    ``2 * out_proj(v_proj(LN(x) + pe))`` per frame is ``LN0(x) @ A + P[t]`` with
+    ``A = 2 diag(g) Wv^T Wo^T`` (g, b: the LayerNorm's affine; LN0: LayerNorm without it) and
+    ``P[t] = 2 ((b + pe[t]) Wv^T Wo^T + bv Wo^T + bo)`` (:meth:`position_table`).
+    """
+
+    matrix: torch.Tensor
+    pos_matrix: torch.Tensor
+    pos_bias: torch.Tensor
+    out_gain: torch.Tensor
+    out_bias: torch.Tensor
+
+    def __init__(self, mha: MultiHeadAttention) -> None:
+        super().__init__()
+        if mha.mode != "frame":
+            raise ValueError(f"FoldedFrameAttention: expected mode 'frame', got {mha.mode!r}")
+        self.channels = mha.pos_enc.channels
+        self.in_eps = mha.attn_in_norm.eps
+        dtype = mha.attn.in_proj_weight.dtype
+        value_w, value_b = (t.detach().double() for t in mha.value_projection())
+        out_w = mha.attn.out_proj.weight.detach().double()
+        out_b = mha.attn.out_proj.bias.detach().double()
+        project = 2.0 * value_w.t() @ out_w.t()  # (N, N): rows in, columns out
+        gain = mha.attn_in_norm.weight.detach().double()
+        bias = mha.attn_in_norm.bias.detach().double()
+        self.register_buffer("matrix", (gain[:, None] * project).to(dtype))
+        self.register_buffer("pos_matrix", project.to(dtype))
+        self.register_buffer(
+            "pos_bias", (bias @ project + 2.0 * (value_b @ out_w.t() + out_b)).to(dtype)
+        )
+        self.pos_enc = copy.deepcopy(mha.pos_enc)
+        self.register_buffer("out_gain", frozen(mha.norm.weight))
+        self.register_buffer("out_bias", frozen(mha.norm.bias))
+        self.out_eps = mha.norm.eps
+
+    def position_table(self, frames: int) -> torch.Tensor:
+        """(frames, N): the projected position term P for positions 0..frames-1."""
+        return torch.addmm(self.pos_bias, self.pos_enc(frames)[0], self.pos_matrix)
+
+    def forward(self, x: torch.Tensor, ctx: FoldContext) -> torch.Tensor:
+        """(batch, frames, N) -> same shape."""
+        frames = x.shape[1]
+        positions = ctx.once((self, frames), lambda: self.position_table(frames))
+        h = F.layer_norm(x, (self.channels,), None, None, self.in_eps)
+        h = torch.matmul(h, self.matrix).add_(positions)
+        return F.layer_norm(h, (self.channels,), self.out_gain, self.out_bias, self.out_eps)
 
 
 class FeedForward(nn.Module):
@@ -127,6 +182,20 @@ class FeedForward(nn.Module):
         """(batch, N, frames) -> (batch, N, frames)."""
         x = self.dropout(F.relu(self.dwconv(self.fc1(x))))
         return self.dropout(self.fc2(x))
+
+
+class FoldedFeedForward(nn.Module):
+    """A :class:`FeedForward` at inference, on time-major features."""
+
+    def __init__(self, mlp: FeedForward) -> None:
+        super().__init__()
+        self.fc1 = FoldedProjection(mlp.fc1)
+        self.dwconv = DepthwiseConv(mlp.dwconv)
+        self.fc2 = FoldedProjection(mlp.fc2)
+
+    def forward(self, x: torch.Tensor, ctx: FoldContext) -> torch.Tensor:
+        """(batch, frames, N) -> same shape, in a buffer of ``ctx``."""
+        return self.fc2(F.relu_(self.dwconv(self.fc1(x, ctx), ctx)), ctx)
 
 
 class GlobalAttention(nn.Module):
@@ -150,3 +219,19 @@ class GlobalAttention(nn.Module):
         """(batch, N, frames) -> (batch, N, frames)."""
         x = x + drop_path(self.attn(x), self.drop_path, self.training)
         return x + drop_path(self.mlp(x), self.drop_path, self.training)
+
+
+class FoldedGlobalAttention(nn.Module):
+    """A :class:`GlobalAttention` at inference, on time-major features: the folded per-frame
+    attention, or in ``mode="sequence"`` the eager attention (on the small top level)."""
+
+    def __init__(self, globalatt: GlobalAttention) -> None:
+        super().__init__()
+        mha = globalatt.attn
+        self.attn = FoldedFrameAttention(mha) if mha.mode == "frame" else TimeMajor(mha)
+        self.mlp = FoldedFeedForward(globalatt.mlp)
+
+    def forward(self, x: torch.Tensor, ctx: FoldContext) -> torch.Tensor:
+        """(batch, frames, N) -> same shape."""
+        x = x + self.attn(x, ctx)
+        return x + self.mlp(x, ctx)

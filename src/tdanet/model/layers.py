@@ -1,10 +1,25 @@
-"""Convolution, normalisation and fusion building blocks of TDANet."""
+"""Convolution, normalisation and fusion building blocks of TDANet, each with its folded
+(inference) form beside it (:mod:`tdanet.model.folding`)."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from .folding import (
+    Affine,
+    DepthwiseConv,
+    FoldContext,
+    Moments,
+    frozen,
+    gln_scale_shift,
+    time_moments,
+    total_moments,
+    upsampled_multiply_add_,
+)
 from .ops import nearest_resize
 
 
@@ -34,6 +49,29 @@ class GlobalLayerNorm(nn.Module):
         else:
             x = (x - mean) / torch.sqrt(var + self.eps)
         return x * self.gamma[:, None] + self.beta[:, None]
+
+
+class FoldedNorm(nn.Module):
+    """A :class:`GlobalLayerNorm` applied from moments: its gain, bias and eps, copied."""
+
+    gamma: torch.Tensor
+    beta: torch.Tensor
+
+    def __init__(self, norm: GlobalLayerNorm) -> None:
+        super().__init__()
+        self.eps = norm.eps
+        self.register_buffer("gamma", frozen(norm.gamma))
+        self.register_buffer("beta", frozen(norm.beta))
+
+    def affine(
+        self,
+        moments: Moments,
+        length: int,
+        gain: torch.Tensor | None = None,
+        offset: torch.Tensor | None = None,
+    ) -> Affine:
+        """:func:`~tdanet.model.folding.gln_scale_shift` with this norm's parameters."""
+        return gln_scale_shift(moments, length, self.gamma, self.beta, self.eps, gain, offset)
 
 
 class ConvNorm(nn.Module):
@@ -68,6 +106,61 @@ class ConvNorm(nn.Module):
         return self.act(self.norm(self.conv(x)))
 
 
+class FoldedProjection(nn.Module):
+    """A pointwise :class:`ConvNorm` (kernel 1, no groups) on time-major features."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    def __init__(self, block: ConvNorm) -> None:
+        super().__init__()
+        conv = block.conv
+        if conv.kernel_size[0] != 1 or conv.groups != 1:
+            raise ValueError("FoldedProjection: expected a kernel-1 ConvNorm without groups")
+        self.register_buffer("weight", frozen(conv.weight[..., 0]).t())
+        # A zero bias keeps one GEMM that writes straight into the buffer.
+        bias = torch.zeros(conv.out_channels) if conv.bias is None else frozen(conv.bias)
+        self.register_buffer("bias", bias.to(self.weight))
+        self.norm = FoldedNorm(block.norm)
+        act = block.act
+        self.slope = float(frozen(act.weight).item()) if isinstance(act, nn.PReLU) else None
+
+    def forward(self, x: torch.Tensor, ctx: FoldContext) -> torch.Tensor:
+        """(batch, T, C_in) -> (batch, T, C_out), in this module's buffer of ``ctx``.
+
+        The product is written, then normalised (and activated) in place from its moments.
+        """
+        batch, frames, _ = x.shape
+        out = ctx.buffer(self, x, (batch, frames, self.weight.shape[1]))
+        y = torch.baddbmm(self.bias, x, self.weight.expand(batch, -1, -1), out=out)
+        scale, shift = self.norm.affine(total_moments(y), frames)
+        y = torch.addcmul(shift, y, scale, out=y)
+        return y if self.slope is None else F.leaky_relu_(y, self.slope)  # one-parameter PReLU
+
+
+class FoldedDepthwiseNorm(nn.Module):
+    """A depthwise :class:`ConvNorm` (kernel > 1, no activation): the conv and its gLN, apart."""
+
+    def __init__(self, block: ConvNorm) -> None:
+        super().__init__()
+        if not isinstance(block.act, nn.Identity):
+            raise ValueError("FoldedDepthwiseNorm: expected a ConvNorm without activation")
+        self.conv = DepthwiseConv(block.conv)
+        self.norm = FoldedNorm(block.norm)
+
+    def forward(
+        self, x: torch.Tensor, ctx: FoldContext, per_channel: bool = False
+    ) -> tuple[torch.Tensor, Moments, Affine]:
+        """(batch, T, C) -> raw conv output d, its moments, and (a, b): ConvNorm = d * a + b.
+
+        The moments are per channel (:func:`~tdanet.model.folding.time_moments`) only when
+        ``per_channel``.
+        """
+        d = self.conv(x, ctx)
+        moments = time_moments(d, ctx.squares(d)) if per_channel else total_moments(d)
+        return d, moments, self.norm.affine(moments, d.shape[1])
+
+
 class LocalAttention(nn.Module):
     """Top-down fusion "LA": a coarser (global) feature gates and shifts a finer one.
 
@@ -92,6 +185,130 @@ class LocalAttention(nn.Module):
         gate = nearest_resize(torch.sigmoid(self.global_act(glob)), length)
         shift = nearest_resize(self.global_embedding(glob), length)
         return self.local_embedding(local) * gate + shift
+
+
+def gate_and_shift(
+    d: torch.Tensor,
+    scale: torch.Tensor,
+    offset: torch.Tensor,
+    gate: torch.Tensor,
+    shift: torch.Tensor,
+    ctx: FoldContext,
+) -> torch.Tensor:
+    """The LA product ``(d * scale + offset) * up(gate) + up(shift)``: d (batch, T, N), guides
+    (batch, T_g, N), ``up`` the nearest resize to T.
+
+    Computed as ``d * up(scale * gate) + up(offset * gate + shift)``, forming the products at
+    the coarser of the two lengths. Overwrites and returns ``d``, and overwrites the guides.
+    """
+    length = d.shape[1]
+    if gate.shape[1] > length:
+        gate, shift = ctx.resize(gate, length, "gate"), ctx.resize(shift, length, "shift")
+    add = shift.addcmul_(offset, gate)
+    mul = gate.mul_(scale)
+    source = mul.shape[1]
+    if source == length:
+        return torch.addcmul(add, d, mul, out=d)
+    runs = ctx.upsampling(source, length, d.device)
+    if runs is not None:
+        return upsampled_multiply_add_(d, mul, add, runs)
+    both = ctx.resize(torch.cat([mul, add], dim=-1), length)
+    mul, add = both.split(d.shape[-1], dim=-1)
+    return torch.addcmul(add, d, mul, out=d)
+
+
+class FoldedFusion(nn.Module):
+    """A :class:`LocalAttention` whose three branches are depthwise ConvNorms of kernel > 1."""
+
+    def __init__(self, la: LocalAttention) -> None:
+        super().__init__()
+        self.local = FoldedDepthwiseNorm(la.local_embedding)
+        self.act = FoldedDepthwiseNorm(la.global_act)
+        self.embed = FoldedDepthwiseNorm(la.global_embedding)
+
+    def forward(self, local: torch.Tensor, glob: torch.Tensor, ctx: FoldContext) -> torch.Tensor:
+        """local (batch, T, N), glob (batch, T_g, N) -> (batch, T, N)."""
+        dl, _, (scale, offset) = self.local(local, ctx)
+        ga, _, (ga_scale, ga_shift) = self.act(glob, ctx)
+        ge, _, (ge_scale, ge_shift) = self.embed(glob, ctx)
+        # In place: ga and ge are this step's own conv outputs.
+        gate = torch.addcmul(ga_shift, ga, ga_scale, out=ga).sigmoid_()
+        shift = torch.addcmul(ge_shift, ge, ge_scale, out=ge)
+        return gate_and_shift(dl, scale, offset, gate, shift, ctx)
+
+
+class FoldedPointwiseFusions(nn.Module):
+    """Several :class:`LocalAttention` of kernel 1 (one per level), as per-channel maps.
+
+    Their kernel-1 depthwise ConvNorms (no bias) are per-channel gains, so each gLN follows
+    from its input's moments and no convolution runs; the global branches of every level
+    are normalised together, from the moments of the one global feature they all read.
+    """
+
+    local_weight: torch.Tensor
+    glob_weight: torch.Tensor
+    glob_gamma: torch.Tensor
+    glob_beta: torch.Tensor
+
+    def __init__(self, las: list[LocalAttention]) -> None:
+        super().__init__()
+        branches = [br for la in las for br in (la.global_act, la.global_embedding)]
+        for branch in [la.local_embedding for la in las] + branches:
+            conv = branch.conv
+            if conv.kernel_size[0] != 1 or conv.bias is not None:
+                raise ValueError("expected LocalAttentions of kernel 1 without bias")
+        self.local = nn.ModuleList([FoldedNorm(la.local_embedding.norm) for la in las])
+        self.register_buffer(
+            "local_weight",
+            torch.stack([frozen(la.local_embedding.conv.weight[:, 0, 0]) for la in las]),
+        )
+        # Stacked gains of every (act, embedding) branch: one vectorised gLN for all levels.
+        self.register_buffer(
+            "glob_weight",
+            torch.stack([frozen(br.conv.weight[:, 0, 0]) for br in branches])[:, None],
+        )
+        self.register_buffer(
+            "glob_gamma", torch.stack([frozen(br.norm.gamma) for br in branches])[:, None]
+        )
+        self.register_buffer(
+            "glob_beta", torch.stack([frozen(br.norm.beta) for br in branches])[:, None]
+        )
+        self.glob_eps = branches[0].norm.eps
+
+    def guides(self, glob: torch.Tensor, ctx: FoldContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """glob (batch, T_g, N) -> gate and shift of every level, each (levels, batch, T_g, N).
+
+        Both are views of one scratch buffer of the call.
+        """
+        scale, shift = gln_scale_shift(
+            time_moments(glob, ctx.squares(glob)),
+            glob.shape[1],
+            self.glob_gamma,
+            self.glob_beta,
+            self.glob_eps,
+            self.glob_weight,
+        )
+        out = ctx.buffer(self, glob, (self.glob_weight.shape[0], *glob.shape))
+        torch.addcmul(shift, glob, scale, out=out)
+        return out[0::2].sigmoid_(), out[1::2]
+
+    def forward(
+        self,
+        level: int,
+        raw: tuple[torch.Tensor, Moments, Affine],
+        gate: torch.Tensor,
+        shift: torch.Tensor,
+        ctx: FoldContext,
+    ) -> torch.Tensor:
+        """The LA of ``level`` on the feature ``d * a + b`` (batch, T, N), ``raw`` = (d, its
+        per-channel moments, (a, b)), with :meth:`guides` -> (batch, T, N); overwrites d."""
+        d, moments, (a, b) = raw
+        weight = self.local_weight[level]
+        norm = cast(FoldedNorm, self.local[level])
+        scale, offset = norm.affine(
+            moments, d.shape[1], weight * a.squeeze(-2), weight * b.squeeze(-2)
+        )
+        return gate_and_shift(d, scale, offset, gate[level], shift[level], ctx)
 
 
 def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
