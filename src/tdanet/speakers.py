@@ -19,6 +19,9 @@ MEL_BANDS = 40
 MEL_LOW_HZ = 60.0
 # Frames more than this many dB below a source's loudest frame of the chunk do not count.
 ACTIVE_FLOOR_DB = 30.0
+# Frames more than this many dB below the loudest output's same frame are leakage of another
+# voice, not the source's own: they would make a quiet output sound like the loud one.
+LEAK_FLOOR_DB = 15.0
 # A source needs this many active frames in a chunk to give a feature.
 MIN_ACTIVE_FRAMES = 10
 
@@ -61,17 +64,22 @@ def voice_features(sources: np.ndarray, sample_rate: int) -> tuple[np.ndarray, n
     """Each source's voice signature and its weight: ((C, :data:`MEL_BANDS`), (C,)).
 
     The signature is the mean log-mel spectrum over the source's active frames (within
-    :data:`ACTIVE_FLOOR_DB` of its loudest), minus its mean over bands so that it describes
-    the spectral shape, not the level. The weight is the number of active frames; a source
-    with fewer than :data:`MIN_ACTIVE_FRAMES` gets weight 0 (no signature).
+    :data:`ACTIVE_FLOOR_DB` of its loudest, and within :data:`LEAK_FLOOR_DB` of the loudest
+    output in the same frame), minus its mean over bands so that it describes the spectral
+    shape, not the level. The weight is the number of active frames; a source with fewer
+    than :data:`MIN_ACTIVE_FRAMES` gets weight 0 (no signature).
     """
     features = np.zeros((len(sources), MEL_BANDS))
     weights = np.zeros(len(sources))
-    for index, source in enumerate(sources):
-        spectrum, energy = log_mel(source, sample_rate)
-        if not energy.size or energy.max() <= 0.0:
+    analysed = [log_mel(source, sample_rate) for source in sources]
+    energies = np.stack([energy for _, energy in analysed])
+    if not energies.size:
+        return features, weights
+    loudest = energies.max(axis=0) * 10.0 ** (-LEAK_FLOOR_DB / 10.0)
+    for index, (spectrum, energy) in enumerate(analysed):
+        if energy.max() <= 0.0:
             continue
-        active = energy > energy.max() * 10.0 ** (-ACTIVE_FLOOR_DB / 10.0)
+        active = (energy > energy.max() * 10.0 ** (-ACTIVE_FLOOR_DB / 10.0)) & (energy >= loudest)
         if active.sum() < MIN_ACTIVE_FRAMES:
             continue
         shape = spectrum[active].mean(axis=0)
