@@ -30,9 +30,11 @@ PROXY_VARIABLES = (
 )
 
 # Checkpoints shipped inside the package (src/tdanet/assets/), usable offline.
-BUNDLED_MODELS: dict[str, str] = {"tdanet-demo": "tdanet-demo.pt"}
+BUNDLED_MODELS: dict[str, str] = {"tdanet-demo": "tdanet-demo.pt", "tfacm-demo": "tfacm-demo.pt"}
 # The model `separate`, `serve` and `profile` use when none is given.
 DEFAULT_MODEL = "tdanet-demo"
+# The causal model `stream` uses when none is given.
+DEFAULT_CAUSAL_MODEL = "tfacm-demo"
 
 # The authors' released checkpoints (16 kHz, 2 speakers, trained on LRS2-2Mix).
 RELEASED_MODELS: dict[str, str] = {
@@ -94,7 +96,13 @@ def untrained_note(name: str | os.PathLike[str]) -> str | None:
     """One line saying that model ``name`` is a preset with random, untrained weights, or
     None for a bundled model, checkpoint or hub name."""
     text = os.fspath(name)
-    if text not in PRESETS and text not in TFACM_PRESETS:
+    if text in TFACM_PRESETS:
+        return (
+            f"{text} is an untrained preset (random weights), so its outputs are not separated "
+            f"speech; use the bundled causal {DEFAULT_CAUSAL_MODEL} (the default) or a "
+            "checkpoint you trained"
+        )
+    if text not in PRESETS:
         return None
     return (
         f"{text} is an untrained preset (random weights), so its outputs are not separated "

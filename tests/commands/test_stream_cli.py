@@ -62,7 +62,7 @@ def test_other_rates_and_channels_keep_the_input_length_and_rate(
     sf.write(tmp_path / "call.flac", speech_like(0.4, 44100, channels=2), 44100)
     out = tmp_path / "out"
     assert main(["stream", str(tmp_path / "call.flac"), "-o", str(out)]) == 0
-    assert "tfacm-small has random weights" in capsys.readouterr().err
+    assert "warning" not in capsys.readouterr().err  # the bundled, trained tfacm-demo
     assert files_under(out) == ["call_spk1.wav", "call_spk2.wav"]
     for name in files_under(out):
         info = sf.info(out / name)
@@ -197,3 +197,17 @@ def test_microphone_mode_with_a_stand_in_device(
     assert "real-time factor" in capsys.readouterr().out
     assert [sf.info(out / f"mic_spk{i}.wav").frames for i in (1, 2)] == [320, 320]
     assert sum(block.shape[0] for block in played) == 320 - 32 + 8  # all but the last window
+
+
+def test_the_default_is_the_bundled_causal_model_and_presets_are_flagged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tdanet.commands.stream import DEFAULT_STREAM_MODEL
+    from tdanet.pretrained import BUNDLED_MODELS, DEFAULT_CAUSAL_MODEL
+
+    assert DEFAULT_STREAM_MODEL == DEFAULT_CAUSAL_MODEL and DEFAULT_CAUSAL_MODEL in BUNDLED_MODELS
+    sf.write(tmp_path / "a.wav", speech_like(0.3, 16000), 16000)
+    out = tmp_path / "out"
+    assert main(["stream", str(tmp_path / "a.wav"), "-o", str(out), "--model", "tfacm-tiny"]) == 0
+    err = capsys.readouterr().err
+    assert "tfacm-tiny is an untrained preset" in err and "bundled causal tfacm-demo" in err

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 HELP = "separate block by block with a causal model, as live audio would be (file, stdin, mic)"
-# The model `stream` uses when none is given (random weights until a trained one is bundled).
-DEFAULT_STREAM_MODEL = "tfacm-small"
+# The model `stream` uses when none is given: tdanet.pretrained.DEFAULT_CAUSAL_MODEL (named
+# here too, so that --help loads no torch; a test keeps the two equal).
+DEFAULT_STREAM_MODEL = "tfacm-demo"
 # Sample formats of stdin WAV (PCM only: `wave` reads a pipe without seeking).
 _WAV_DTYPES = {1: np.uint8, 2: np.int16, 4: np.int32}
 
@@ -32,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help=f"causal (TFACM) preset or checkpoint; default: {DEFAULT_STREAM_MODEL}",
+        help=f"causal (TFACM) model: bundled name, checkpoint or preset; default: the bundled "
+        f"{DEFAULT_STREAM_MODEL}",
     )
     parser.add_argument(
         "--block-ms", type=float, default=16.0, help="block size in milliseconds (default: 16)"
@@ -67,10 +69,11 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import audio
     from ..errors import AudioContentError, TDANetError
-    from ..model import TFACM, TFACM_PRESETS
+    from ..model import TFACM
     from ..pretrained import load_model
     from ..separate import output_paths
     from ..streaming import StreamingSeparator
+    from . import warn_if_untrained
 
     if (args.input is None) == (not args.mic):
         raise TDANetError("give exactly one of INPUT (a file or -) and --mic")
@@ -85,14 +88,9 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(model, TFACM):
         raise TDANetError(
             f"{name}: a TDANet needs the whole recording and cannot stream; pass a causal "
-            f"model (a TFACM preset such as {DEFAULT_STREAM_MODEL}, or a TFACM checkpoint)"
+            f"model (the bundled {DEFAULT_STREAM_MODEL}, or a TFACM checkpoint)"
         )
-    if name in TFACM_PRESETS:
-        print(
-            f"tdanet stream: note: {name} has random weights (no trained causal model is "
-            "bundled yet), so the outputs show latency and speed, not separated speech",
-            file=sys.stderr,
-        )
+    warn_if_untrained("stream", name)
     torch.set_num_threads(1)  # one core, as a live device would give it
     engine = StreamingSeparator(model)
     rate = engine.sample_rate
