@@ -252,9 +252,11 @@ def main() -> None:
             "| alone torch | alone F.linear | alone oneDNN best |"
         )
         print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for (name, (batch, m, k, n)), (count, us) in sorted(
-            by_shape.items(), key=lambda item: -item[1][1]
-        ):
+        shapes = sorted(by_shape.items(), key=lambda item: -item[1][1])
+        minor = [entry for _, entry in shapes if entry[1] < 0.005 * total_us]
+        for (name, (batch, m, k, n)), (count, us) in shapes:
+            if us < 0.005 * total_us:
+                continue
             flop = 2.0 * batch * m * k * n
             in_place = flop * count / (us * 1e-6) / 1e9 if us else float("nan")
             variants = linear_variants(batch * m, k, n)
@@ -268,6 +270,11 @@ def main() -> None:
                 f"| {name} | {batch}x{m}x{k}x{n} | {count} | {us / total_us:.1%} | "
                 f"{flop / 1e9:.3f} | {in_place:.1f} | {alone['torch.matmul']:.1f} | "
                 f"{alone['F.linear']:.1f} | {max(dnn) if dnn else float('nan'):.1f} |"
+            )
+        if minor:
+            print(
+                f"| (other) | {len(minor)} shapes under 0.5 % each | {sum(c for c, _ in minor)} | "
+                f"{sum(us for _, us in minor) / total_us:.1%} | | | | | |"
             )
         print(f"\nmatrix products: {matmul_us / total_us:.1%} of the profiled call; the rest:")
         for name, us in sorted(other.items(), key=lambda item: -item[1])[:8]:
