@@ -22,9 +22,14 @@ time (``time.process_time``: robust to other processes on the machine). Per leng
 contender makes one untimed warm-up (cold) call, then ``--rounds`` rounds in which each
 contender runs once, the order rotating from round to round, so that load changes hit all
 alike. Reported: the median CPU seconds per second of audio, and the ratio of the fastest
-peer's median to TDANet's (above 1: TDANet is faster). A peer whose previous length projects
-more than ``--budget`` CPU seconds per call is not run at the longer lengths (it cannot be the
-fastest; the table says so).
+peer's median to TDANet's (above 1: TDANet is faster). A peer whose shorter lengths project
+more than ``--budget`` CPU seconds per call (a power law through the last two) is not run at
+the longer lengths (it cannot be the fastest; the table says so).
+
+Memory: some peers grow faster than the input (DPTNet's inter-chunk attention is quadratic:
+about 9 GB per attention matrix on 60 s), so the address space is capped
+(``--memory-limit``, RLIMIT_AS) and a peer whose allocation fails there is reported "out of
+memory" instead of pushing the machine into the OOM killer.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import datetime
 import importlib
 import importlib.metadata
 import importlib.util
+import math
 import platform
 import statistics
 import subprocess
@@ -320,6 +326,69 @@ def macs_per_second(model: nn.Module) -> float | None:
         return count_macs(model, 1.0)  # type: ignore[arg-type]
 
 
+def project(contender: Contender, seconds: float) -> float | None:
+    """CPU seconds one call on ``seconds`` should take, from the shorter lengths measured: a
+    power law through the last two (some peers grow faster than the input), else linear."""
+    done = sorted(s for s in contender.cpu if s < seconds and contender.cpu[s])
+    if not done:
+        return None
+    last = done[-1]
+    per_call = statistics.median(contender.cpu[last])
+    exponent = 1.0
+    if len(done) > 1:
+        before = statistics.median(contender.cpu[done[-2]])
+        exponent = max(1.0, math.log(per_call / before) / math.log(last / done[-2]))
+    return per_call * (seconds / last) ** exponent
+
+
+def memory_limit(gib: float | None) -> float:
+    """Bytes this process may add to its address space: ``gib``, or by default half of the
+    memory available now, at most 8 GiB (0: no limit)."""
+    if gib is not None:
+        return gib * 2**30
+    try:
+        with open("/proc/meminfo") as handle:
+            fields = dict(line.split(":", 1) for line in handle)
+        available = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return 8 * 2**30
+    return min(8 * 2**30, available / 2)
+
+
+def limit_address_space(extra: float) -> bool:
+    """Cap the address space at its current size plus ``extra`` bytes (RLIMIT_AS), so that a
+    peer that needs more fails its allocation instead of pushing the machine into the OOM
+    killer. False where the limit cannot be set."""
+    try:
+        import resource
+
+        with open("/proc/self/status") as handle:
+            size = next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmSize"))
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (int(size + extra), hard))
+    except (ImportError, OSError, StopIteration, ValueError):
+        return False
+    return True
+
+
+def attempt(
+    contender: Contender, waveform: torch.Tensor, seconds: float, limit: float
+) -> tuple[float, float] | None:
+    """``timed`` call of the contender, or None (and the reason recorded) when it runs out of
+    memory under the limit."""
+    assert contender.run is not None
+    try:
+        return timed(contender.run, waveform)
+    except (MemoryError, RuntimeError) as error:
+        if not isinstance(error, MemoryError) and "allocate" not in str(error):
+            raise
+        contender.cpu.pop(seconds, None)
+        contender.wall.pop(seconds, None)
+        contender.skipped[seconds] = f"out of memory under the {limit / 2**30:.1f} GiB limit"
+        print(f"! {contender.label} on {seconds:g} s: {contender.skipped[seconds]}", flush=True)
+        return None
+
+
 def profile_ops(fn: Callable[[torch.Tensor], Any], waveform: torch.Tensor, rows: int) -> str:
     """The top ``rows`` operators of one call by self CPU time (the profiler's clock: wall
     time of this thread), with their share of the total."""
@@ -355,6 +424,13 @@ def main() -> None:
         type=float,
         default=120.0,
         help="CPU seconds per call above which a peer is not run at longer lengths",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        type=float,
+        default=None,
+        help="GiB a call may add to the process (default half the available memory, at most "
+        "8; 0: no limit): a peer needing more is reported out of memory",
     )
     parser.add_argument("--peers-dir", type=Path, default=DEFAULT_PEERS_DIR)
     parser.add_argument(
@@ -415,37 +491,49 @@ def main() -> None:
         if contender.run is None:
             print(f"! {contender.label}: {contender.note}")
 
+    limit = memory_limit(args.memory_limit)
+    if limit and limit_address_space(limit):
+        print(f"address space capped at its size now + {limit / 2**30:.1f} GiB")
     for seconds in args.seconds:
         samples = round(seconds * SAMPLE_RATE)
         waveform = torch.randn(1, samples, generator=torch.Generator().manual_seed(1))
         active = []
         for contender in runnable:
-            previous = [s for s in contender.cpu if s < seconds]
-            if previous:
-                projected = contender.median(max(previous)) * seconds  # type: ignore[operator]
-                if contender is not tdanet and projected > args.budget:
-                    contender.skipped[seconds] = f"projected {projected:.0f} s per call"
-                    continue
+            earlier = [s for s in args.seconds if s < seconds and s in contender.skipped]
+            if earlier:
+                contender.skipped[seconds] = contender.skipped[max(earlier)]
+                continue
+            projected = project(contender, seconds)
+            if contender is not tdanet and projected is not None and projected > args.budget:
+                contender.skipped[seconds] = f"projected {projected:.0f} s per call"
+                continue
             active.append(contender)
         with torch.inference_mode():
-            for contender in active:
-                assert contender.run is not None
-                contender.cold[seconds], _ = timed(contender.run, waveform)
+            for contender in list(active):
+                cold = attempt(contender, waveform, seconds, limit)
+                if cold is None:
+                    active.remove(contender)
+                    continue
+                contender.cold[seconds] = cold[0]
                 contender.cpu[seconds], contender.wall[seconds] = [], []
             for round_ in range(args.rounds):
-                shift = round_ % len(active)
+                shift = round_ % max(1, len(active))
                 for contender in active[shift:] + active[:shift]:
-                    assert contender.run is not None
-                    cpu, wall = timed(contender.run, waveform)
-                    contender.cpu[seconds].append(cpu)
-                    contender.wall[seconds].append(wall)
-            difference = (eager(waveform) - fast(waveform)).abs().max().item()
-        verdict = "ok" if difference <= TOLERANCE else "FAILED"
-        print(
-            f"{seconds:g} s done ({load()}); TDANet fast path vs eager: max abs difference "
-            f"{difference:.1e} ({verdict}, tolerance {TOLERANCE:g})",
-            flush=True,
-        )
+                    result = attempt(contender, waveform, seconds, limit)
+                    if result is None:
+                        active.remove(contender)
+                        continue
+                    contender.cpu[seconds].append(result[0])
+                    contender.wall[seconds].append(result[1])
+            try:
+                difference = (eager(waveform) - fast(waveform)).abs().max().item()
+                verdict = "ok" if difference <= TOLERANCE else "FAILED"
+                check = f"max abs difference {difference:.1e} ({verdict}, tolerance {TOLERANCE:g})"
+            except (MemoryError, RuntimeError) as error:
+                if not isinstance(error, MemoryError) and "allocate" not in str(error):
+                    raise
+                check = "not checked (out of memory under the limit)"
+        print(f"{seconds:g} s done ({load()}); TDANet fast path vs eager: {check}", flush=True)
 
     print()
     heads = [f"{s:g} s" for s in args.seconds]
