@@ -585,6 +585,7 @@ def main() -> None:
         best, label = min(timed_peers)  # type: ignore[type-var]
         ratios.append(f"**{best / own:.2f}x** ({label})")
     print("| fastest peer / TDANet | | | | | " + " | ".join(ratios) + " |")
+    print("\n(The ratio is taken over the peers that ran at that length.)")
 
     print(
         "\nDetail, CPU seconds per call: cold (first call); min / median / max of the rounds; "
