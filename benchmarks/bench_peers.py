@@ -404,7 +404,8 @@ def profile_ops(fn: Callable[[torch.Tensor], Any], waveform: torch.Tensor, rows:
             f"  {event.key[:36]:<36} {event.self_cpu_time_total / 1e3:>8.1f} "
             f"{event.self_cpu_time_total / total:>6.1%} {event.count:>6}"
         )
-    lines.append(f"  {'total':<36} {total / 1e3:>8.1f}")
+    calls = sum(e.count for e in events)
+    lines.append(f"  {'total':<36} {total / 1e3:>8.1f} {1:>6.0%} {calls:>6}")
     return "\n".join(lines)
 
 
