@@ -492,6 +492,17 @@ def main() -> None:
         if contender.run is None:
             print(f"! {contender.label}: {contender.note}")
 
+    # Counted before the address space is capped: ptflops undercounts silently when an
+    # allocation inside its tracing fails.
+    macs: dict[str, float | None] = {}
+    if not args.no_macs:
+        for contender in runnable:
+            model = eager if contender is tdanet else contender.run
+            assert isinstance(model, nn.Module)
+            try:
+                macs[contender.key] = macs_per_second(model)
+            except Exception as error:
+                print(f"! {contender.label}: MACs not counted ({error!r})")
     limit = memory_limit(args.memory_limit)
     if limit and limit_address_space(limit):
         print(f"address space capped at its size now + {limit / 2**30:.1f} GiB")
@@ -538,15 +549,6 @@ def main() -> None:
 
     print()
     heads = [f"{s:g} s" for s in args.seconds]
-    macs: dict[str, float | None] = {}
-    if not args.no_macs:
-        for contender in runnable:
-            model = eager if contender is tdanet else contender.run
-            assert isinstance(model, nn.Module)
-            try:
-                macs[contender.key] = macs_per_second(model)
-            except Exception as error:
-                print(f"! {contender.label}: MACs not counted ({error!r})")
     first = args.seconds[0]
     print(
         "Columns per length: CPU seconds per second of audio (median of the rounds; lower is "

@@ -74,11 +74,25 @@ def paper_macs(config: TDANetConfig) -> float | None:
     return None
 
 
+def lstm_macs_per_step(lstm: nn.LSTM) -> int:
+    """Multiply-accumulates of one time step of ``lstm`` (one sequence): 4 H (I + H) per layer
+    and direction, where I is the input width for the first layer and H times the number of
+    directions above it (no projections: ``proj_size`` 0)."""
+    if lstm.proj_size:
+        raise ValueError("count_macs: LSTMs with proj_size are not supported")
+    hidden, directions = lstm.hidden_size, 2 if lstm.bidirectional else 1
+    total = 0
+    for layer in range(lstm.num_layers):
+        width = lstm.input_size if layer == 0 else hidden * directions
+        total += directions * 4 * hidden * (width + hidden)
+    return total
+
+
 def count_macs(model: TDANet | TFACM, seconds: float) -> int:
     """Multiply-accumulates of one forward pass of ``model`` on ``seconds`` of audio (batch 1).
 
     ptflops' aten backend does not see inside ``aten.lstm``, so LSTM layers (TFACM's) are
-    counted here from the shapes they run on: 4 H (I + H) per step and sequence.
+    counted here from the shapes they run on: :func:`lstm_macs_per_step` per step and sequence.
     """
     from ptflops import get_model_complexity_info
 
@@ -88,8 +102,10 @@ def count_macs(model: TDANet | TFACM, seconds: float) -> int:
     def count_lstm(module: nn.Module, inputs: tuple[Any, ...], _output: Any) -> None:
         nonlocal lstm_macs
         assert isinstance(module, nn.LSTM)
-        steps = inputs[0].shape[0] * inputs[0].shape[1]  # batch_first (B, T, I)
-        lstm_macs += steps * 4 * module.hidden_size * (module.input_size + module.hidden_size)
+        if not isinstance(inputs[0], torch.Tensor):
+            raise TypeError("count_macs: LSTM inputs must be tensors (no PackedSequence)")
+        steps = inputs[0].shape[:-1].numel()  # (B, T, I), (T, B, I) or unbatched (T, I)
+        lstm_macs += steps * lstm_macs_per_step(module)
 
     lstms = [m for m in model.modules() if isinstance(m, nn.LSTM)]
     handles = [m.register_forward_hook(count_lstm) for m in lstms]
