@@ -589,6 +589,15 @@ def main() -> None:
         ratios.append(f"**{best / own:.2f}x** ({label})")
     print("| fastest peer / TDANet | | | | | " + " | ".join(ratios) + " |")
     print("\n(The ratio is taken over the peers that ran at that length.)")
+    print("\nEach peer's median over TDANet's (above 1: TDANet is faster)\n")
+    print("| peer | " + " | ".join(heads) + " |")
+    print("| --- | " + " | ".join("---:" for _ in heads) + " |")
+    for peer in peers:
+        cells = []
+        for seconds in args.seconds:
+            theirs, own = peer.median(seconds), tdanet.median(seconds)
+            cells.append(f"{theirs / own:.2f}x" if theirs and own else "-")
+        print(f"| {peer.label} | " + " | ".join(cells) + " |")
 
     print(
         "\nDetail, CPU seconds per call: cold (first call); min / median / max of the rounds; "
