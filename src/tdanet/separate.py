@@ -321,7 +321,7 @@ class Separator:
     ``workers`` chunks of a long recording are separated at once in threads (give torch one
     intra-op thread then: ``torch.set_num_threads(1)``); the output is the same for any count.
     ``precision`` "bf16" or "fp16" runs the eager model under autocast (mainly for GPUs;
-    docs/efficiency.md states what it costs in SI-SNR); "fp32" runs the fast path.
+    docs/separate.md states what it costs in SI-SNR); "fp32" runs the fast path.
     """
 
     def __init__(

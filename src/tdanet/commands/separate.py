@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("fp32", "bf16", "fp16"),
         default="fp32",
         help="compute precision (default fp32; bf16/fp16 run under autocast, for GPUs: see "
-        "docs/efficiency.md for their SI-SNR cost)",
+        "docs/separate.md for their SI-SNR cost)",
     )
     add_cpu_arguments(parser)
     parser.add_argument(
