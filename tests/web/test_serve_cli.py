@@ -120,3 +120,20 @@ def test_serve_rejects_bad_settings_in_one_line(
     err = capsys.readouterr().err
     assert err.startswith(f"tdanet serve: error: {message}")
     assert err.count("\n") == 1
+
+
+def test_signals_reaching_the_server_are_recorded_and_still_handled() -> None:
+    from tdanet.commands.serve import record_signals
+
+    class FakeServer:
+        def __init__(self) -> None:
+            self.handled: list[int] = []
+
+        def handle_exit(self, sig: int, frame: object) -> None:
+            self.handled.append(sig)
+
+    server = FakeServer()
+    received = record_signals(server)
+    server.handle_exit(signal.SIGINT, None)
+    server.handle_exit(signal.SIGTERM, None)
+    assert received == server.handled == [signal.SIGINT, signal.SIGTERM]

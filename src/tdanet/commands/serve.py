@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import TDANetError
 from . import add_cpu_arguments, apply_cpu_arguments
@@ -148,8 +150,13 @@ def run(args: argparse.Namespace) -> int:
             app, log_level="info", timeout_graceful_shutdown=5, access_log=False
         )
         server = uvicorn.Server(config)
+        signals = record_signals(server)
         try:
             server.run(sockets=[sock])
+            # uvicorn re-raises a caught Ctrl-C only if asyncio is still waiting when it
+            # does (a race under load): make the exit status 130 every time.
+            if signal.SIGINT in signals:
+                raise KeyboardInterrupt
         finally:
             sock.close()
             access.removeHandler(handler)
@@ -157,6 +164,19 @@ def run(args: argparse.Namespace) -> int:
     finally:
         work_dir.close()
     return 0 if server.started else 1
+
+
+def record_signals(server: Any) -> list[int]:
+    """The signals ``server`` (a ``uvicorn.Server``) handles from now on, in arrival order."""
+    received: list[int] = []
+    handle = server.handle_exit
+
+    def recording(sig: int, frame: Any) -> None:
+        received.append(sig)
+        handle(sig, frame)
+
+    server.handle_exit = recording
+    return received
 
 
 def allowed_hosts(host: str, extra: str, local: tuple[str, ...]) -> tuple[str, ...]:
