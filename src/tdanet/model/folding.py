@@ -46,6 +46,8 @@ _MOMENT_ROWS = 256
 _DOT_CHUNK = 4096
 # More runs than this and a gathered copy of the guides is cheaper than one op per run.
 _MAX_RUNS = 64
+# Fewer rows per run than this on average and the gathered copy is cheaper too (short clips).
+_MIN_RUN_ROWS = 48
 
 
 def time_moments(x: torch.Tensor, scratch: torch.Tensor | None = None) -> Moments:
@@ -209,10 +211,13 @@ class FoldContext:
         return torch.index_select(x, -2, index, out=self.buffer(owner, x, shape))
 
     def upsampling(self, source: int, length: int, device: torch.device) -> list[Run] | None:
-        """:func:`nearest_runs` of resizing source -> length, cached."""
+        """:func:`nearest_runs` of resizing source -> length, cached; None also when the runs
+        average fewer than ``_MIN_RUN_ROWS`` rows."""
         key = (source, length)
         if key not in self.runs:
-            self.runs[key] = nearest_runs(self.index(source, length, device))
+            runs = nearest_runs(self.index(source, length, device))
+            short = runs is not None and len(runs) * _MIN_RUN_ROWS > length
+            self.runs[key] = None if short else runs
         return self.runs[key]
 
 
