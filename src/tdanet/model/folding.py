@@ -44,6 +44,8 @@ _MOMENT_ROWS = 256
 # Elements per partial dot product in total moments: float32 BLAS dots over millions of
 # elements lose ~1e-5 relative accuracy, which the variance's cancellation would amplify.
 _DOT_CHUNK = 4096
+# Conv outputs up to this many elements (2 MiB of float32) are fresh tensors, not scratch.
+_FRESH_ELEMENTS = 1 << 19
 # More runs than this and a gathered copy of the guides is cheaper than one op per run.
 _MAX_RUNS = 64
 # Fewer rows per run than this on average and the gathered copy is cheaper too (short clips).
@@ -262,22 +264,24 @@ class DepthwiseConv(nn.Module):
     def forward(self, x: torch.Tensor, ctx: FoldContext) -> torch.Tensor:
         """(batch, T, C) -> (batch, ceil(T / stride), C).
 
-        On a CPU with oneDNN, the output is this module's scratch buffer in ``ctx`` (valid
-        until the module runs again): a fresh full-size output would cost a zero-filled
-        mapping from the OS, as much time as the convolution itself.
+        On a CPU with oneDNN, an output over ``_FRESH_ELEMENTS`` is this module's scratch
+        buffer in ``ctx`` (valid until the module runs again): a fresh one that large would
+        cost a zero-filled mapping from the OS, as much time as the convolution itself.
         """
-        image = x.transpose(1, 2).unsqueeze(2)
-        if x.device.type != "cpu" or x.dtype != torch.float32 or not _conv_into():
+        batch, length, channels = x.shape
+        frames = (length + 2 * self.padding - self.kernel) // self.stride + 1
+        image = x.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        cpu = x.device.type == "cpu" and x.dtype == torch.float32 and _conv_into()
+        # A small fresh output comes from the allocator's cache: cheaper than zeroing scratch.
+        if not cpu or batch * frames * channels <= _FRESH_ELEMENTS:
             out = F.conv2d(
                 image, self.weight, self.bias, (1, self.stride), (0, self.padding), 1, self.groups
             )
             return out.squeeze(2).transpose(1, 2).contiguous()
-        batch, length, channels = x.shape
-        frames = (length + 2 * self.padding - self.kernel) // self.stride + 1
         out = ctx.buffer(self, x, (batch, frames, channels)).zero_()
         torch.ops.mkldnn._convolution_pointwise_.binary(
             out.transpose(1, 2).unsqueeze(2),
-            image.contiguous(memory_format=torch.channels_last),
+            image,
             self.weight,
             self.bias,
             [0, self.padding],
