@@ -271,9 +271,9 @@ class DepthwiseConv(nn.Module):
         batch, length, channels = x.shape
         frames = (length + 2 * self.padding - self.kernel) // self.stride + 1
         image = x.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)
-        cpu = x.device.type == "cpu" and x.dtype == torch.float32 and _conv_into()
+        in_place = x.device.type == "cpu" and x.dtype == torch.float32 and _conv_into()
         # A small fresh output comes from the allocator's cache: cheaper than zeroing scratch.
-        if not cpu or batch * frames * channels <= _FRESH_ELEMENTS:
+        if not in_place or batch * frames * channels <= _FRESH_ELEMENTS:
             out = F.conv2d(
                 image, self.weight, self.bias, (1, self.stride), (0, self.padding), 1, self.groups
             )
