@@ -71,17 +71,6 @@ def test_gathered_guides_equal_the_run_by_run_upsampling(monkeypatch: pytest.Mon
     assert (fast(mixture) - expected).abs().max().item() <= TOLERANCE
 
 
-def test_run_by_run_upsampling_of_short_inputs_equals_the_eager_model(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    model, fast = reference_and_fast({})
-    monkeypatch.setattr("tdanet.model.folding._MIN_RUN_ROWS", 0)  # short runs stay runs
-    mixture = torch.randn(2, 4001, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        expected = model(mixture)
-    assert (fast(mixture) - expected).abs().max().item() <= TOLERANCE
-
-
 def test_convolutions_into_scratch_equal_the_eager_model(monkeypatch: pytest.MonkeyPatch) -> None:
     model, fast = reference_and_fast({})
     monkeypatch.setattr("tdanet.model.folding._FRESH_ELEMENTS", 0)  # every conv into scratch
