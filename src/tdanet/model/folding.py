@@ -48,8 +48,6 @@ _DOT_CHUNK = 4096
 _FRESH_ELEMENTS = 1 << 19
 # More runs than this and a gathered copy of the guides is cheaper than one op per run.
 _MAX_RUNS = 64
-# Fewer rows per run than this on average and the gathered copy is cheaper too (short clips).
-_MIN_RUN_ROWS = 48
 
 
 def time_moments(x: torch.Tensor, scratch: torch.Tensor | None = None) -> Moments:
@@ -217,13 +215,10 @@ class FoldContext:
         return torch.index_select(x, -2, index, out=self.buffer(owner, x, shape))
 
     def upsampling(self, source: int, length: int, device: torch.device) -> list[Run] | None:
-        """:func:`nearest_runs` of resizing source -> length, cached; None also when the runs
-        average fewer than ``_MIN_RUN_ROWS`` rows."""
+        """:func:`nearest_runs` of resizing source -> length, cached."""
         key = (source, length)
         if key not in self.runs:
-            runs = nearest_runs(self.index(source, length, device))
-            short = runs is not None and len(runs) * _MIN_RUN_ROWS > length
-            self.runs[key] = None if short else runs
+            self.runs[key] = nearest_runs(self.index(source, length, device))
         return self.runs[key]
 
 
