@@ -71,6 +71,15 @@ def test_gathered_guides_equal_the_run_by_run_upsampling(monkeypatch: pytest.Mon
     assert (fast(mixture) - expected).abs().max().item() <= TOLERANCE
 
 
+def test_convolutions_into_scratch_equal_the_eager_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, fast = reference_and_fast({})
+    monkeypatch.setattr("tdanet.model.folding._FRESH_ELEMENTS", 0)  # every conv into scratch
+    mixture = torch.randn(2, 4001, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = model(mixture)
+    assert (fast(mixture) - expected).abs().max().item() <= TOLERANCE
+
+
 def test_fast_path_matches_small_preset_and_one_dimensional_input() -> None:
     model = randomize_(TDANet(PRESETS["tdanet-small"]), seed=3).eval()
     fast = optimize_for_inference(model)

@@ -44,6 +44,8 @@ _MOMENT_ROWS = 256
 # Elements per partial dot product in total moments: float32 BLAS dots over millions of
 # elements lose ~1e-5 relative accuracy, which the variance's cancellation would amplify.
 _DOT_CHUNK = 4096
+# Conv outputs up to this many elements (2 MiB of float32) are fresh tensors, not scratch.
+_FRESH_ELEMENTS = 1 << 19
 # More runs than this and a gathered copy of the guides is cheaper than one op per run.
 _MAX_RUNS = 64
 
@@ -60,7 +62,9 @@ def time_moments(x: torch.Tensor, scratch: torch.Tensor | None = None) -> Moment
         else:
             squares = torch.mul(part, part, out=scratch[:, : part.shape[1]])
         parts.append(squares.sum(1))
-    return x.sum(1).double(), torch.stack(parts).double().sum(0)
+    square_sum = parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
+    # Not sum(dtype=float64): on large tensors that runs 20x slower than float32 then convert.
+    return x.sum(1).double(), square_sum.double()
 
 
 def total_moments(x: torch.Tensor) -> Moments:
@@ -70,13 +74,13 @@ def total_moments(x: torch.Tensor) -> Moments:
     instead of per-channel reductions.
     """
     flat = x.reshape(x.shape[0], -1)
+    whole = flat.shape[1] // _DOT_CHUNK * _DOT_CHUNK
     squares = []
     for item in flat:
-        whole = item.shape[0] // _DOT_CHUNK * _DOT_CHUNK
         chunks = item[:whole].view(-1, 1, _DOT_CHUNK)
         tail = item[whole:]
-        partial = torch.bmm(chunks, chunks.transpose(1, 2)).double().sum()
-        squares.append(partial + torch.dot(tail, tail).double())
+        partial = torch.bmm(chunks, chunks.transpose(1, 2)).sum(dtype=torch.float64)
+        squares.append(partial.add_(torch.dot(tail, tail)))
     return flat.sum(1, keepdim=True).double(), torch.stack(squares)[:, None]
 
 
@@ -104,15 +108,17 @@ def gln_scale_shift(
             s2 = s2 + (2.0 * offset) * s1 + (offset * offset) * length
             s1 = s1 + offset * length
     count = gamma.shape[-1] * length
-    mean = s1.sum(-1, keepdim=True) / count
-    var = (s2.sum(-1, keepdim=True) / count - mean * mean).clamp_min(0.0)
-    scale = gamma * torch.rsqrt(var + eps)
-    shift = beta - mean * scale
+    # Both means in one reduction, then float32 once: only the variance needs float64.
+    mean, square_mean = (torch.stack([s1, s2]).sum(-1, keepdim=True) / count).unbind()
+    var = torch.addcmul(square_mean, mean, mean, value=-1.0).clamp_min_(0.0)
+    mean, inv_std = torch.stack([mean, var.add_(eps).rsqrt_()]).to(gamma.dtype).unbind()
+    scale = gamma * inv_std
+    shift = torch.addcmul(beta, mean, scale, value=-1.0)
     if gain is not None:
         if offset is not None:
-            shift = shift + offset * scale
-        scale = gain * scale
-    return scale.to(gamma.dtype).unsqueeze(-2), shift.to(gamma.dtype).unsqueeze(-2)
+            shift = shift.addcmul_(offset, scale)
+        scale = scale.mul_(gain)
+    return scale.unsqueeze(-2), shift.unsqueeze(-2)
 
 
 def nearest_runs(index: torch.Tensor) -> list[Run] | None:
@@ -253,22 +259,24 @@ class DepthwiseConv(nn.Module):
     def forward(self, x: torch.Tensor, ctx: FoldContext) -> torch.Tensor:
         """(batch, T, C) -> (batch, ceil(T / stride), C).
 
-        On a CPU with oneDNN, the output is this module's scratch buffer in ``ctx`` (valid
-        until the module runs again): a fresh full-size output would cost a zero-filled
-        mapping from the OS, as much time as the convolution itself.
+        On a CPU with oneDNN, an output over ``_FRESH_ELEMENTS`` is this module's scratch
+        buffer in ``ctx`` (valid until the module runs again): a fresh one that large would
+        cost a zero-filled mapping from the OS, as much time as the convolution itself.
         """
-        image = x.transpose(1, 2).unsqueeze(2)
-        if x.device.type != "cpu" or x.dtype != torch.float32 or not _conv_into():
+        batch, length, channels = x.shape
+        frames = (length + 2 * self.padding - self.kernel) // self.stride + 1
+        image = x.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        in_place = x.device.type == "cpu" and x.dtype == torch.float32 and _conv_into()
+        # A small fresh output comes from the allocator's cache: cheaper than zeroing scratch.
+        if not in_place or batch * frames * channels <= _FRESH_ELEMENTS:
             out = F.conv2d(
                 image, self.weight, self.bias, (1, self.stride), (0, self.padding), 1, self.groups
             )
             return out.squeeze(2).transpose(1, 2).contiguous()
-        batch, length, channels = x.shape
-        frames = (length + 2 * self.padding - self.kernel) // self.stride + 1
         out = ctx.buffer(self, x, (batch, frames, channels)).zero_()
         torch.ops.mkldnn._convolution_pointwise_.binary(
             out.transpose(1, 2).unsqueeze(2),
-            image.contiguous(memory_format=torch.channels_last),
+            image,
             self.weight,
             self.bias,
             [0, self.padding],
