@@ -18,9 +18,10 @@ What makes them fast (each step measured on one CPU thread; see docs/efficiency.
 * The LA gate/shift products are formed at the coarse resolution before nearest upsampling
   (which commutes with element-wise maps) and broadcast over runs of repeated rows, and the
   top level's fused feature, which the released decoder never reads, is not computed.
-* No fresh full-size tensors: depthwise convolutions (through oneDNN's in-place conv), the
-  projections and the guides write into buffers of a :class:`FoldContext`, reused by every
-  unfolding of the U-block.
+* No fresh full-size tensors: depthwise convolutions with large outputs (through oneDNN's
+  in-place conv), the projections and the guides write into buffers of a
+  :class:`FoldContext`, reused by every unfolding of the U-block; small conv outputs are
+  fresh (zeroing a buffer costs more there than the allocation).
 """
 
 from __future__ import annotations
