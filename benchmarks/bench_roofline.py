@@ -28,7 +28,6 @@ os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 import argparse
 import datetime
-import platform
 import statistics
 import time
 from collections import defaultdict
@@ -36,29 +35,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from bench_peers import cpu_model, load  # benchmarks/ is on the path when run as a script
 
 from tdanet.model import TDANet, get_preset
 from tdanet.separate import load_separation_model
 
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load() -> str:
-    try:
-        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "load average unavailable"
 
 
 def best_seconds(fn: Callable[[], Any], min_seconds: float = 0.05, repeats: int = 5) -> float:

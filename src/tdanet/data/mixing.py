@@ -7,8 +7,9 @@ Two gain schemes:
   * ``"snr"`` as LRS2-2Mix: source k > 1 is set ``snr_db`` (uniform) relative to source 1;
     noise, if any, sits ``noise_snr_db`` below the speech sum.
 
-Augmentation (all off by default, see :mod:`tdanet.data.augment`): windows filled with more
-speech of the same speaker instead of silence (``fill``, a share of the windows), random EQ per source, one random room
+Augmentation (all off by default, see :mod:`tdanet.data.augment`): windows with one voice
+only, the other targets silent (``lone``), windows filled with more speech of the same
+speaker instead of silence (``fill``, a share of the windows), random EQ per source, one random room
 per mixture whose reverberant sources are the targets, noise in a fraction of mixtures.
 
 Every draw is a function of a numpy ``Generator``, so ``default_rng([seed, stream, epoch,
