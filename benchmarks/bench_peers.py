@@ -49,7 +49,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 import types
 import warnings
 from collections.abc import Callable
@@ -58,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from bench_inference import randomized, timed  # benchmarks/ is on the path when run as a script
 from torch import nn
 
 from tdanet.model import TDANet, get_preset
@@ -195,15 +195,6 @@ class Contender:
         return statistics.median(times) / seconds if times else None
 
 
-def randomized(model: TDANet, seed: int) -> TDANet:
-    """Perturb every weight (as bench_inference.py does): no gain 1, no bias 0."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.1 * torch.randn(param.shape, generator=generator))
-    return model
-
-
 def install_peers(target: Path) -> None:
     """``pip install --no-deps --target`` the pinned peer packages."""
     command = [sys.executable, "-m", "pip", "install", "--no-deps", "--upgrade", "--target"]
@@ -292,12 +283,6 @@ def load() -> str:
         return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "load average unavailable"
-
-
-def timed(fn: Callable[[torch.Tensor], Any], waveform: torch.Tensor) -> tuple[float, float]:
-    start_cpu, start_wall = time.process_time(), time.perf_counter()
-    fn(waveform)
-    return time.process_time() - start_cpu, time.perf_counter() - start_wall
 
 
 class _WithConfig(nn.Module):
