@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -88,16 +87,17 @@ def test_paper_figures_are_attached_to_their_architectures() -> None:
     assert paper_macs(PRESETS["tdanet-tiny"]) is None
 
 
-def test_peak_rss_growth_sees_an_allocation() -> None:
+def test_peak_rss_growth_sees_an_allocation_below_an_earlier_peak() -> None:
+    # An earlier, larger peak must not hide this call's (the kernel's mark is reset).
+    earlier = np.ones(120 * 2**20 // 8)
+    del earlier
+
     def allocate() -> None:
         block = np.ones(40 * 2**20 // 8)
-        # Held while the sampler runs: numpy fills the block holding the GIL, and the
-        # process's high-water mark may already be above it after earlier tests.
-        time.sleep(0.1)
         del block
 
     growth = peak_rss_growth(allocate)
-    assert growth is not None and growth >= 30
+    assert growth is not None and 30 <= growth < 100
 
 
 def test_profile_report_on_tiny_model() -> None:

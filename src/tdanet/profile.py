@@ -7,8 +7,8 @@
   fast path (:func:`tdanet.fast.optimize_for_inference`, the default everywhere) and the
   plain eager model; process CPU time and wall time are both given.
 * Peak memory: the largest resident-set (RSS) growth during one forward call over the RSS
-  before it, in a fresh process (the kernel's high-water mark, or RSS sampled each
-  millisecond): what one call adds to a process that has loaded the model.
+  before it, in a fresh process (the kernel's high-water mark, reset before the call, or
+  RSS sampled each millisecond): what one call adds to a process that has loaded the model.
 * GPU forward and forward+backward time and peak allocated memory, only when CUDA is there.
 """
 
@@ -149,18 +149,43 @@ def _rss_bytes() -> int | None:
         return None
 
 
+def _reset_high_water_mark() -> bool:
+    """Resets the kernel's peak-RSS mark of this process (Linux 4.0+); False where it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _high_water_mark_bytes() -> int:
+    """The kernel's peak RSS of this process: VmHWM if readable, else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def peak_rss_growth(fn: Callable[[], Any]) -> float | None:
     """Largest RSS growth in MiB over the RSS before ``fn()`` while it runs, or None where
     /proc/self/statm is not available.
 
-    The kernel's high-water mark (``ru_maxrss``) is used when the call raised it, else the
-    RSS sampled each millisecond. Memory the allocator kept from earlier calls is reused
-    without growth, so measure in a fresh process (:func:`peak_memory_mb`).
+    The kernel's high-water mark is reset before the call and read after it, so an earlier
+    peak cannot hide this one; where it cannot be reset it counts only if the call raised it,
+    and the RSS sampled each millisecond covers the rest. Memory the allocator kept from
+    earlier calls is reused without growth, so measure in a fresh process
+    (:func:`peak_memory_mb`).
     """
     baseline = _rss_bytes()
     if baseline is None:
         return None
-    high_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    was_reset = _reset_high_water_mark()
+    high_before = _high_water_mark_bytes()
     peak = baseline
     done = threading.Event()
 
@@ -177,8 +202,8 @@ def peak_rss_growth(fn: Callable[[], Any]) -> float | None:
     finally:
         done.set()
         sampler.join()
-    high_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    if high_after > high_before:
+    high_after = _high_water_mark_bytes()
+    if was_reset or high_after > high_before:
         peak = max(peak, high_after)
     return max(0, peak - baseline) / 2**20
 
