@@ -23,7 +23,7 @@ from .layers import (
     GlobalLayerNorm,
     LocalAttention,
 )
-from .ops import adaptive_average
+from .ops import adaptive_average, transposed_conv1d
 
 Step = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -232,6 +232,7 @@ class TDANet(nn.Module):
         self.mask_net = nn.Sequential(
             nn.PReLU(), nn.Conv1d(config.out_channels, config.num_sources * bases, 1)
         )
+        # Holds the release's decoder weight; forward runs it through transposed_conv1d.
         self.decoder = nn.ConvTranspose1d(
             config.num_sources * bases,
             config.num_sources,
@@ -251,7 +252,8 @@ class TDANet(nn.Module):
         batch, frames = x.shape[0], x.shape[-1]
         masks = F.relu(self.mask_net(x).view(batch, self.config.num_sources, -1, frames))
         masked = (masks * embedding.unsqueeze(1)).view(batch, -1, frames)
-        return crop_to_input(self.decoder(masked), kernel, hop, waveform.shape[-1])
+        decoded = transposed_conv1d(masked.transpose(1, 2), self.decoder.weight, hop, kernel // 2)
+        return crop_to_input(decoded, kernel, hop, waveform.shape[-1])
 
 
 class FastTDANet(nn.Module):
@@ -315,6 +317,5 @@ class FastTDANet(nn.Module):
         masks = torch.matmul(F.prelu(x, self.mask_slope), self.mask_weight).add_(self.mask_bias)
         masks = F.relu(masks).view(batch, frames, config.num_sources, -1)
         masked = masks * embedding.unsqueeze(2)  # (batch, frames, C, K)
-        masked = masked.view(batch, frames, -1).transpose(1, 2)
-        decoded = F.conv_transpose1d(masked, self.decoder, stride=hop, padding=kernel // 2)
+        decoded = transposed_conv1d(masked.view(batch, frames, -1), self.decoder, hop, kernel // 2)
         return crop_to_input(decoded, kernel, hop, waveform.shape[-1])
