@@ -23,33 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-
-def reset_peak_memory() -> bool:
-    """Reset this process's peak RSS (Linux); False where that is not possible."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def peak_memory_mib() -> float:
-    """Peak resident memory of this process since the last reset, in MiB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def write_mixture(path: Path, seconds: float, rate: int) -> None:
@@ -74,11 +53,12 @@ def measure(args: argparse.Namespace, seconds: float) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     from tdanet import Separator
     from tdanet.audio import load_audio, resample
+    from tdanet.profile import peak_rss_bytes, reset_peak_rss
 
     separator = Separator(
         args.model, chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds
     )
-    report: dict[str, Any] = {"seconds": seconds, "peak_reset": reset_peak_memory()}
+    report: dict[str, Any] = {"seconds": seconds, "peak_reset": reset_peak_rss()}
     with tempfile.TemporaryDirectory() as folder:
         mixture = Path(folder) / "mixture.wav"
         write_mixture(mixture, seconds, args.input_rate)
@@ -88,25 +68,25 @@ def measure(args: argparse.Namespace, seconds: float) -> dict[str, Any]:
         repeats = 2 if seconds <= 60 else 1
         times = []
         for index in range(repeats):
-            reset_peak_memory()
+            reset_peak_rss()
             start = time.perf_counter()
             separator.separate_file(mixture, Path(folder) / f"out{index}")
             times.append(time.perf_counter() - start)
         report["chunked_s"] = min(times)
-        report["chunked_mib"] = peak_memory_mib()
+        report["chunked_mib"] = peak_rss_bytes() / 2**20
         if seconds <= args.baseline_max_seconds:
             samples, rate = load_audio(mixture)
             signal = torch.from_numpy(resample(samples[0], rate, separator.sample_rate))[None]
             del samples
             times = []
             for _ in range(repeats):
-                reset_peak_memory()
+                reset_peak_rss()
                 start = time.perf_counter()
                 with torch.inference_mode():
                     separator.model(signal)
                 times.append(time.perf_counter() - start)
             report["baseline_s"] = min(times)
-            report["baseline_mib"] = peak_memory_mib()
+            report["baseline_mib"] = peak_rss_bytes() / 2**20
     return report
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import mmap
 
 import numpy as np
 import pytest
@@ -93,8 +94,9 @@ def test_peak_rss_growth_sees_an_allocation_below_an_earlier_peak() -> None:
     del earlier
 
     def allocate() -> None:
-        block = np.ones(40 * 2**20 // 8)
-        del block
+        # Fresh pages from the kernel: malloc may reuse resident memory that earlier tests freed.
+        with mmap.mmap(-1, 40 * 2**20) as block:
+            np.frombuffer(block, dtype=np.uint8)[:] = 1
 
     growth = peak_rss_growth(allocate)
     assert growth is not None and 30 <= growth < 100

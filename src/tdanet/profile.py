@@ -149,7 +149,7 @@ def _rss_bytes() -> int | None:
         return None
 
 
-def _reset_high_water_mark() -> bool:
+def reset_peak_rss() -> bool:
     """Resets the kernel's peak-RSS mark of this process (Linux 4.0+); False where it cannot."""
     try:
         with open("/proc/self/clear_refs", "w") as handle:
@@ -159,8 +159,9 @@ def _reset_high_water_mark() -> bool:
         return False
 
 
-def _high_water_mark_bytes() -> int:
-    """The kernel's peak RSS of this process: VmHWM if readable, else ``ru_maxrss``."""
+def peak_rss_bytes() -> int:
+    """The kernel's peak RSS of this process since start or :func:`reset_peak_rss`: VmHWM if
+    readable, else ``ru_maxrss`` (which no reset lowers)."""
     try:
         with open("/proc/self/status") as handle:
             for line in handle:
@@ -184,8 +185,8 @@ def peak_rss_growth(fn: Callable[[], Any]) -> float | None:
     baseline = _rss_bytes()
     if baseline is None:
         return None
-    was_reset = _reset_high_water_mark()
-    high_before = _high_water_mark_bytes()
+    was_reset = reset_peak_rss()
+    high_before = peak_rss_bytes()
     peak = baseline
     done = threading.Event()
 
@@ -202,7 +203,7 @@ def peak_rss_growth(fn: Callable[[], Any]) -> float | None:
     finally:
         done.set()
         sampler.join()
-    high_after = _high_water_mark_bytes()
+    high_after = peak_rss_bytes()
     if was_reset or high_after > high_before:
         peak = max(peak, high_after)
     return max(0, peak - baseline) / 2**20

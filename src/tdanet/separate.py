@@ -23,11 +23,15 @@ import collections
 import importlib
 import itertools
 import math
+import multiprocessing
 import os
+import signal
+import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,7 +47,7 @@ from .fast import optimize_for_inference
 from .model import TDANetConfig
 from .pretrained import DEFAULT_MODEL, load_model, require_tdanet
 from .segments import FrameEnergy, Segment, frame_energies, speech_segments
-from .speakers import VoiceProfiles, route_lone_voice, voice_features
+from .speakers import Features, VoiceProfiles, route_lone_voice, voice_features
 
 DEFAULT_CHUNK_SECONDS = 10.0
 DEFAULT_OVERLAP_SECONDS = 1.0
@@ -188,10 +192,17 @@ class OverlapAdd:
         self.profiles: VoiceProfiles | None = None
         self.permutations: list[tuple[int, ...]] = []
 
-    def push(self, sources: np.ndarray, last: bool) -> np.ndarray:
-        """Add one chunk's sources (C, n); returns the finished samples (C, m)."""
+    def analyse(self, sources: np.ndarray) -> Features | None:
+        """The part of :meth:`push`'s work on ``sources`` (C, n) that needs no earlier chunk:
+        their voice features, or None for overlap alignment. It keeps no state, so the
+        workers of :func:`separate_blocks` run it beside the model call."""
+        return None if self.sample_rate is None else voice_features(sources, self.sample_rate)
+
+    def push(self, sources: np.ndarray, last: bool, analysed: Features | None = None) -> np.ndarray:
+        """Add one chunk's sources (C, n) and their :meth:`analyse` result (computed here when
+        not given); returns the finished samples (C, m)."""
         out = sources.astype(np.float32, copy=True)
-        perm = self._order(out)
+        perm = self._order(out, analysed)
         out = out[list(perm)]
         if self.sample_rate is not None and self.route:
             out = route_lone_voice(out, self.sample_rate, self.profiles)
@@ -208,7 +219,7 @@ class OverlapAdd:
         self.tail = out[:, -self.overlap :].copy()
         return out[:, : -self.overlap]
 
-    def _order(self, sources: np.ndarray) -> tuple[int, ...]:
+    def _order(self, sources: np.ndarray, analysed: Features | None) -> tuple[int, ...]:
         """The order of a new chunk's ``sources`` (identity for the first chunk); folds the
         reordered chunk's voice features into the profiles."""
         count = len(sources)
@@ -216,7 +227,7 @@ class OverlapAdd:
             if self.tail is None:
                 return tuple(range(count))
             return best_permutation(self.tail, sources[:, : self.overlap])
-        features, weights = voice_features(sources, self.sample_rate)
+        features, weights = analysed or voice_features(sources, self.sample_rate)
         if self.profiles is None:
             self.profiles = VoiceProfiles(count)
         perm: tuple[int, ...] = tuple(range(count))
@@ -227,24 +238,67 @@ class OverlapAdd:
         return perm
 
 
-def map_in_order(function: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
-    """``function`` over ``items``, results in the items' order, with up to ``workers`` calls
-    running at once in threads (torch and numpy release the GIL while they compute).
+def fork_is_safe() -> bool:
+    """Whether chunk workers may be forked processes: on Linux, and only while no other
+    Python thread runs (a fork copies one thread; a lock another held would never open)."""
+    return sys.platform == "linux" and threading.active_count() == 1
 
-    At most ``workers`` items are taken ahead of the results yielded, so memory stays bounded
-    by ``workers`` chunks. With one worker it is plain ``map``.
+
+_JOB: Callable[[Any], Any] | None = None
+
+
+def _install_job(function: Callable[[Any], Any]) -> None:
+    """Start of a forked worker: one torch thread, Ctrl-C left to the parent, the job kept."""
+    global _JOB
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+    _JOB = function
+
+
+def _run_job(item: Any) -> Any:
+    assert _JOB is not None
+    return _JOB(item)
+
+
+def map_in_order(
+    function: Callable[[T], R], items: Iterable[T], workers: int, processes: bool = False
+) -> Iterator[R]:
+    """``function`` over ``items``, results in the items' order, with up to ``workers`` calls
+    running at once.
+
+    With ``processes`` (and :func:`fork_is_safe`) the calls run in forked processes, which
+    inherit ``function`` (the model included) and exchange only items and results; else in
+    threads, where the fast path's Python between torch operations holds the GIL (2 threads
+    gain 0.7x of the wall time on 2 cores where processes gain 0.6x, docs/separate.md). At most
+    ``workers + 1`` items are taken ahead of the results yielded, so memory stays bounded by
+    ``workers + 1`` chunks. With one worker, or fewer than two items, it is plain ``map``.
     """
     if workers <= 1:
         yield from map(function, items)
         return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: collections.deque[Future[R]] = collections.deque()
-        for item in items:
-            pending.append(pool.submit(function, item))
-            if len(pending) >= workers:
+    iterator = iter(items)
+    head = list(itertools.islice(iterator, 2))
+    if len(head) < 2:
+        yield from map(function, head)
+        return
+    pool: Executor
+    if processes and fork_is_safe():
+        context = multiprocessing.get_context("fork")
+        pool = ProcessPoolExecutor(workers, context, _install_job, (function,))
+        task: Callable[[Any], Any] = _run_job
+    else:
+        pool, task = ThreadPoolExecutor(max_workers=workers), function
+    pending: collections.deque[Future[R]] = collections.deque()
+    try:
+        for item in itertools.chain(head, iterator):
+            pending.append(pool.submit(task, item))
+            # One more than the workers in flight, so none idles while a result is used.
+            if len(pending) > workers:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def separate_blocks(
@@ -258,6 +312,7 @@ def separate_blocks(
     align: str = "voices",
     joiner: OverlapAdd | None = None,
     workers: int = 1,
+    processes: bool = False,
 ) -> Iterator[np.ndarray]:
     """Separate a mono stream chunk by chunk: yields (C, m) float32 blocks of final output.
 
@@ -267,20 +322,24 @@ def separate_blocks(
     :class:`AudioContentError` naming ``name`` (and the chunk's start time, given the
     blocks' ``sample_rate``). Chunks are aligned by :class:`OverlapAdd` with ``align``
     (voice profiles need the ``sample_rate``), or by ``joiner`` if given (to read its
-    profiles afterwards). ``workers`` chunks are separated at once (:func:`map_in_order`);
-    the output does not depend on it.
+    profiles afterwards). ``workers`` chunks are separated at once (:func:`map_in_order`, in
+    forked ``processes`` where safe); the output does not depend on either.
     """
     if joiner is None:
         joiner = OverlapAdd(overlap, sample_rate, align)
 
-    def scaled(item: tuple[np.ndarray, bool]) -> tuple[np.ndarray, bool, np.ndarray]:
+    def scaled(
+        item: tuple[np.ndarray, bool],
+    ) -> tuple[np.ndarray, bool, np.ndarray, Features | None]:
         samples, last = item
         estimates = separate_chunk(samples)
-        return samples, last, estimates * least_squares_gains(estimates, samples)[:, np.newaxis]
+        estimates = estimates * least_squares_gains(estimates, samples)[:, np.newaxis]
+        finite = bool(np.isfinite(estimates).all())
+        return samples, last, estimates, joiner.analyse(estimates) if finite else None
 
     start = 0
-    for samples, last, estimates in map_in_order(
-        scaled, iter_chunks(blocks, chunk, overlap), workers
+    for samples, last, estimates, analysed in map_in_order(
+        scaled, iter_chunks(blocks, chunk, overlap), workers, processes
     ):
         if not np.isfinite(estimates).all():
             where = f" at {start / sample_rate:.1f} s" if sample_rate else ""
@@ -290,7 +349,7 @@ def separate_blocks(
                 "[-1, 1] or use another model; nothing was written"
             )
         start += chunk - overlap
-        yield joiner.push(estimates, last)
+        yield joiner.push(estimates, last, analysed)
 
 
 def output_paths(
@@ -318,8 +377,10 @@ class Separator:
     see :class:`OverlapAdd`). ``route_lone_voices`` moves a voice talking alone wholly into
     its speaker's output, and a recording that seems to hold one voice wholly into output 1
     (off by default: it can also swallow a speaker much quieter than the other).
-    ``workers`` chunks of a long recording are separated at once in threads (give torch one
-    intra-op thread then: ``torch.set_num_threads(1)``); the output is the same for any count.
+    ``workers`` chunks of a long recording are separated at once: in forked processes with
+    the torch backend on a CPU where that is safe (:func:`fork_is_safe`), else in threads
+    (give torch one intra-op thread then: ``torch.set_num_threads(1)``); the output is the
+    same for any count.
     ``precision`` "bf16" or "fp16" runs the eager model under autocast (mainly for GPUs;
     docs/separate.md states what it costs in SI-SNR); "fp32" runs the fast path.
     """
@@ -356,6 +417,8 @@ class Separator:
         self.model, self.config = load_separation_model(
             model, backend=backend, device=self.device, precision=precision
         )
+        # onnxruntime's own threads and CUDA do not survive a fork.
+        self.fork_workers = backend == "torch" and self.device.type == "cpu"
         self.chunk = round(chunk_seconds * self.sample_rate)
         self.overlap = round(overlap_seconds * self.sample_rate)
         if self.chunk < self.config.kernel_size or not 0 < 2 * self.overlap <= self.chunk:
@@ -422,6 +485,7 @@ class Separator:
             align=self.align,
             joiner=joiner,
             workers=self.workers,
+            processes=self.fork_workers,
         )
         sources = np.concatenate(list(blocks), axis=1)
         self.single_voice = _one_voice(joiner)
@@ -548,6 +612,7 @@ class Separator:
             align=self.align,
             joiner=joiner,
             workers=self.workers,
+            processes=self.fork_workers,
         ):
             meter.push(sources)
             block = np.ascontiguousarray(sources.T)

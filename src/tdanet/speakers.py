@@ -25,6 +25,9 @@ LEAK_FLOOR_DB = 15.0
 # A source needs this many active frames in a chunk to give a feature.
 MIN_ACTIVE_FRAMES = 10
 
+# A chunk's voice signatures (C, MEL_BANDS) and their weights (C,): see voice_features.
+Features = tuple[np.ndarray, np.ndarray]
+
 
 def mel_filterbank(sample_rate: int, n_fft: int, bands: int = MEL_BANDS) -> np.ndarray:
     """Triangular mel filters (bands, n_fft // 2 + 1) from :data:`MEL_LOW_HZ` to 0.95 Nyquist."""
@@ -60,7 +63,7 @@ def log_mel(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarr
     return np.log(power @ bank.T + 1e-10), power.sum(axis=1)
 
 
-def voice_features(sources: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+def voice_features(sources: np.ndarray, sample_rate: int) -> Features:
     """Each source's voice signature and its weight: ((C, :data:`MEL_BANDS`), (C,)).
 
     The signature is the mean log-mel spectrum over the source's active frames (within
