@@ -473,6 +473,29 @@ def test_map_in_order_keeps_order_and_bounds_the_calls_in_flight() -> None:
     assert list(map_in_order(slow, range(4), workers=1)) == [0, 1, 4, 9]
 
 
+def test_map_in_order_forks_workers_that_keep_order_and_raise() -> None:
+    import os
+
+    from tdanet.separate import fork_is_safe, map_in_order
+
+    if not fork_is_safe():
+        pytest.skip("forked workers are not used here (not Linux, or other threads run)")
+
+    def square(value: int) -> tuple[int, int]:
+        return os.getpid(), value * value
+
+    def fail_on_four(value: int) -> int:
+        if value == 4:
+            raise ValueError(f"bad item {value}")
+        return value
+
+    results = list(map_in_order(square, range(7), workers=2, processes=True))
+    assert [value for _, value in results] == [v * v for v in range(7)]
+    assert os.getpid() not in {pid for pid, _ in results}
+    with pytest.raises(ValueError, match="bad item 4"):
+        list(map_in_order(fail_on_four, range(7), workers=2, processes=True))
+
+
 def test_workers_give_the_same_output_as_one(tmp_path: Path) -> None:
     model = randomize_(load_model("tdanet-tiny"))
     signal = 0.1 * np.random.default_rng(3).standard_normal(5 * 16000).astype(np.float32)
