@@ -67,7 +67,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--corpus", type=Path, default=None)
     parser.add_argument("--speakers", nargs=2, default=None)
+    parser.add_argument("--chunk-seconds", type=float, default=None, help="Separator's default")
+    parser.add_argument("--overlap-seconds", type=float, default=None, help="Separator's default")
     args = parser.parse_args()
+    sizes = {
+        name: value
+        for name, value in (
+            ("chunk_seconds", args.chunk_seconds),
+            ("overlap_seconds", args.overlap_seconds),
+        )
+        if value is not None
+    }
     torch.set_num_threads(1)
     clips = None
     if args.corpus is not None:
@@ -75,7 +85,7 @@ def main() -> None:
             corpus_clips(args.corpus, args.speakers[0]),
             corpus_clips(args.corpus, args.speakers[1]),
         )
-    print(f"model {args.model}")
+    print(f"model {args.model}", ", ".join(f"{k} {v:g}" for k, v in sizes.items()))
     print(
         "| seed | variant | windows off / changes | SI-SNRi whole / per window | "
         "silent >= 20 dB down / worst | segment frame agreement |"
@@ -84,7 +94,7 @@ def main() -> None:
     for seed in args.seeds:
         conv = build_conversation(clips, seed=seed)
         for name, kwargs in VARIANTS.items():
-            separator = Separator(args.model, **kwargs)  # type: ignore[arg-type]
+            separator = Separator(args.model, **kwargs, **sizes)  # type: ignore[arg-type]
             estimates = separator.separate(conv.mixture, conv.sample_rate)
             differ, changes = speaker_changes(estimates, conv)
             whole, per_window = si_snri_report(estimates, conv)
