@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from tdanet.losses import (
+    PAUSE_FRAME,
     SILENT_FLOOR_DB,
     pairwise_si_snr,
+    pause_quietness,
     pit_best_permutation,
     pit_separation_loss,
     pit_si_snr,
@@ -110,3 +112,29 @@ def test_quietness_is_the_level_below_all_outputs_and_saturates() -> None:
     # Scale-invariant: shrinking every output is not silence.
     pair = torch.cat([voice, 0.1 * voice], dim=1)
     torch.testing.assert_close(quietness(pair), quietness(0.01 * pair), atol=1e-3, rtol=0)
+
+
+def test_pause_quietness_scores_the_output_of_a_voice_that_pauses() -> None:
+    torch.manual_seed(0)
+    frames = 8
+    first, second = torch.randn(1, frames * PAUSE_FRAME), torch.randn(1, frames * PAUSE_FRAME)
+    first[:, 4 * PAUSE_FRAME :] = 0.0  # the first voice pauses for the second half
+    targets = torch.stack([first, second], dim=1)
+    mixture = targets.sum(1)
+    leak = 0.1 * second  # output 0 carries the second voice 20 dB down while the first pauses
+    estimates = torch.stack([first + leak, second], dim=1)
+    pauses = pause_quietness(estimates, targets, mixture)[0]
+    # Estimate 0 over target 0's pauses (half the audible frames): its share of the outputs
+    # there is 0.01 / 1.01, so about 20 dB, times the half.
+    expected = -10 * math.log10(0.01 / 1.01 + 10 ** (-SILENT_FLOOR_DB / 10)) / 2
+    assert pauses[0, 0].item() == pytest.approx(expected, abs=0.05)
+    assert pauses[1, 0].item() == pytest.approx(0.0, abs=0.05)  # the loud output there
+    assert pauses[:, 1].abs().max().item() == 0.0  # the second voice never pauses
+    # The leak is penalised: the loss with the pause term rises with it, and PIT still pairs
+    # the outputs with their voices.
+    louder = torch.stack([first + 10 * leak, second], dim=1)
+    weighted = pit_separation_loss(estimates, targets, mixture, pause_weight=0.5)
+    assert pit_separation_loss(louder, targets, mixture, pause_weight=0.5) > weighted
+    plain = pit_separation_loss(estimates, targets, mixture)
+    assert weighted.item() == pytest.approx(plain.item() - 0.5 * expected / 2, abs=0.05)
+    assert pause_quietness(estimates[..., :10], targets[..., :10], mixture[..., :10]).eq(0).all()

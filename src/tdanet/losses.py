@@ -1,5 +1,6 @@
 """Training objective: negative SI-SNR under permutation-invariant training (PIT); an
-output whose target is silent is scored by how quiet it is.
+output whose target is silent is scored by how quiet it is, and optionally an output whose
+target pauses is also scored by how quiet it stays there.
 
 Shapes: ``(batch, sources, time)`` for estimates and targets. Every pairing of estimate
 and target is scored once (a ``(batch, C, C)`` matrix), then the best of the C!
@@ -104,17 +105,60 @@ def quietness(estimates: torch.Tensor) -> torch.Tensor:
     return -10 * torch.log10(share + 10 ** (-SILENT_FLOOR_DB / 10))
 
 
-def pit_separation_loss(
+# Frames of 16 ms at 16 kHz; a target's frame this far (energy ratio) below the mixture's
+# same frame is a pause of that target, if the mixture frame is within AUDIBLE_RATIO of its
+# loudest (else nobody talks and no output should be blamed).
+PAUSE_FRAME = 256
+PAUSE_RATIO = 1e-3
+AUDIBLE_RATIO = 1e-4
+
+
+def pause_quietness(
     estimates: torch.Tensor, targets: torch.Tensor, mixture: torch.Tensor
+) -> torch.Tensor:
+    """How quiet each estimate stays where each target pauses while the mixture sounds:
+    (B, C, T) estimates and targets, (B, T) mixture -> (B, C, C), entry ``[b, i, j]`` for
+    estimate ``i`` over target ``j``'s pauses.
+
+    Like :func:`quietness` (dB below all estimates together, up to ``SILENT_FLOOR_DB``) but
+    over the :data:`PAUSE_FRAME` frames where target ``j`` is :data:`PAUSE_RATIO` below the
+    mixture, and weighted by the share of audible frames that are such pauses, so a target
+    that never pauses adds nothing.
+    """
+    frames = estimates.shape[-1] // PAUSE_FRAME
+    if frames == 0:
+        return estimates.new_zeros(estimates.shape[0], estimates.shape[1], targets.shape[1])
+
+    def energy(x: torch.Tensor) -> torch.Tensor:
+        return x[..., : frames * PAUSE_FRAME].unflatten(-1, (frames, PAUSE_FRAME)).pow(2).sum(-1)
+
+    outputs, voices, mixed = energy(estimates), energy(targets), energy(mixture)
+    audible = mixed > AUDIBLE_RATIO * mixed.amax(-1, keepdim=True)  # (B, F)
+    pauses = ((voices <= PAUSE_RATIO * mixed.unsqueeze(1)) & audible.unsqueeze(1)).float()
+    inside = torch.einsum("bif,bjf->bij", outputs, pauses)
+    everything = torch.einsum("bf,bjf->bj", outputs.sum(1), pauses).unsqueeze(1)
+    quiet = -10 * torch.log10(inside / (everything + EPS) + 10 ** (-SILENT_FLOOR_DB / 10))
+    share = pauses.sum(-1) / audible.float().sum(-1, keepdim=True).clamp(min=1.0)  # (B, C)
+    return quiet * share.unsqueeze(1)
+
+
+def pit_separation_loss(
+    estimates: torch.Tensor,
+    targets: torch.Tensor,
+    mixture: torch.Tensor,
+    pause_weight: float = 0.0,
 ) -> torch.Tensor:
     """The training loss -> scalar: minus the PIT score averaged over the batch, where an
     estimate scores its SI-SNR against an active target and its :func:`quietness` against
-    a silent one (a window with fewer voices than outputs).
+    a silent one (a window with fewer voices than outputs); with ``pause_weight``, plus that
+    times its :func:`pause_quietness` over the target's pauses.
 
-    (B, C, T) estimates and targets, (B, T) mixture. Without silent targets this is minus
-    the PIT SI-SNR.
+    (B, C, T) estimates and targets, (B, T) mixture. Without silent targets and with no
+    ``pause_weight`` this is minus the PIT SI-SNR.
     """
     pairwise = pairwise_si_snr(estimates, targets)
+    if pause_weight:
+        pairwise = pairwise + pause_weight * pause_quietness(estimates, targets, mixture)
     silent = targets.pow(2).sum(-1) <= SILENT_RATIO * mixture.pow(2).sum(-1, keepdim=True)
     if bool(silent.any()):
         quiet = quietness(estimates).unsqueeze(2).expand_as(pairwise)

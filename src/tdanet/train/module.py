@@ -12,7 +12,7 @@ from ..checkpoint import LIGHTNING_CONFIG_KEY
 from ..errors import TrainingError
 from ..losses import pit_separation_loss, pit_si_snr, si_snr
 from ..model import TFACM, TDANet
-from .recipe import OptimSection
+from .recipe import LossSection, OptimSection
 
 Batch = tuple[torch.Tensor, torch.Tensor, list[str]]
 
@@ -25,11 +25,14 @@ def step_seed(seed: int, rank: int, step: int) -> int:
 class SeparationModule(L.LightningModule):
     """Trains a :class:`TDANet` or a causal :class:`TFACM` on (mixture (B, T), sources (B, C, T), names) batches."""
 
-    def __init__(self, model: TDANet | TFACM, optim: OptimSection, seed: int) -> None:
+    def __init__(
+        self, model: TDANet | TFACM, optim: OptimSection, seed: int, loss: LossSection | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.optim = optim
         self.seed = seed
+        self.loss_config = loss or LossSection()
 
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         """(B, T) -> (B, C, T)."""
@@ -46,7 +49,9 @@ class SeparationModule(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         mixture, sources, _ = batch
         # Scores in float32 even under mixed precision (sums of squares overflow in fp16).
-        loss = pit_separation_loss(self.model(mixture).float(), sources, mixture)
+        loss = pit_separation_loss(
+            self.model(mixture).float(), sources, mixture, self.loss_config.pause_weight
+        )
         if not bool(torch.isfinite(loss)):
             raise TrainingError(
                 f"the training loss is {float(loss.detach())} at step {self.global_step} (batch "

@@ -101,6 +101,15 @@ class OptimSection:
 
 
 @dataclass(frozen=True)
+class LossSection:
+    """The training loss (:func:`tdanet.losses.pit_separation_loss`): ``pause_weight`` times
+    how quiet an output stays where its voice pauses is added to its SI-SNR (0: plain PIT
+    SI-SNR, with silent targets scored by quietness)."""
+
+    pause_weight: float = 0.0
+
+
+@dataclass(frozen=True)
 class TrainerSection:
     """Passed to Lightning's Trainer. ``strategy: auto`` picks DDP (allowing unused
     parameters, see docs/architecture.md) when more than one device or node is used."""
@@ -130,6 +139,7 @@ class Recipe:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
+    loss: LossSection = field(default_factory=LossSection)
     trainer: TrainerSection = field(default_factory=TrainerSection)
 
     def to_dict(self) -> dict[str, Any]:

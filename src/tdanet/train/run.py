@@ -167,7 +167,7 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
     for line in data.skipped:
         LOG.warning("skipped: %s", line)
     model = initial_model(recipe)
-    module = SeparationModule(model, recipe.optim, recipe.seed)
+    module = SeparationModule(model, recipe.optim, recipe.seed, recipe.loss)
     if ckpt_path is not None:
         check_resume_file(ckpt_path, module)
     rank_zero_only(write_run_files)(output, recipe, data.speaker_splits)
