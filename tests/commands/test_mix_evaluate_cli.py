@@ -153,3 +153,13 @@ def test_help_shows_the_defaults(
     for default in shown:
         assert default in text
     assert "(default: False)" not in text and "(default: None)" not in text
+
+
+def test_separate_help_shows_the_library_chunk_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    from tdanet.separate import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
+
+    with pytest.raises(SystemExit):
+        main(["separate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"length of the chunks (default: {DEFAULT_CHUNK_SECONDS:g})" in text
+    assert f"at most half a chunk (default: {DEFAULT_OVERLAP_SECONDS:g})" in text

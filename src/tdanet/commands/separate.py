@@ -47,13 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_cpu_arguments(parser)
     parser.add_argument(
-        "--chunk-seconds", type=float, default=None, help="length of the chunks (default: 10)"
+        "--chunk-seconds", type=float, default=None, help="length of the chunks (default: 30)"
     )
     parser.add_argument(
         "--overlap-seconds",
         type=float,
         default=None,
-        help="overlap of consecutive chunks, at most half a chunk (default: 1)",
+        help="overlap of consecutive chunks, at most half a chunk (default: 3)",
     )
     parser.add_argument(
         "--format",
