@@ -2,8 +2,8 @@
 worker with N torch threads, on one long recording.
 
 Each run is a fresh child process (one torch thread per worker, forked worker processes
-where ``Separator`` uses them, ``OMP_WAIT_POLICY=PASSIVE``
-as ``tdanet`` sets it); the settings alternate round by round so that they share the
+where ``Separator`` uses them, ``OMP_WAIT_POLICY=PASSIVE`` and ``OPENBLAS_NUM_THREADS=1``
+as ``tdanet`` sets them); the settings alternate round by round so that they share the
 machine's load. It prints the median wall and process CPU seconds per setting, their ratios
 to one worker on one thread, and whether every setting wrote the same outputs as one worker
 (sample for sample). The issue's targets: on an idle 2-core machine 2 workers take <= 0.6x
@@ -99,6 +99,7 @@ def main() -> None:
                         **os.environ,
                         "OMP_NUM_THREADS": str(threads),
                         "OMP_WAIT_POLICY": "PASSIVE",
+                        "OPENBLAS_NUM_THREADS": "1",
                     },
                     check=True,
                 )

@@ -54,24 +54,26 @@ def test_public_names_resolve_lazily() -> None:
         tdanet.nothing  # noqa: B018
 
 
-def test_threads_wait_passively_from_the_first_torch_import_of_a_command() -> None:
-    # OpenMP reads OMP_WAIT_POLICY once, when torch loads: spinning threads cost 5-30x the
-    # CPU time on a busy machine (docs/separate.md).
+def test_threads_wait_passively_from_the_first_torch_and_numpy_import_of_a_command() -> None:
+    # OpenMP reads OMP_WAIT_POLICY once, when torch loads, and OpenBLAS its thread count when
+    # numpy loads: spinning threads cost CPU time on a busy machine (docs/separate.md).
     code = (
         "import importlib.abc, os, sys\n"
         "os.environ.pop('OMP_WAIT_POLICY', None)\n"
-        "seen = []\n"
+        "os.environ.pop('OPENBLAS_NUM_THREADS', None)\n"
+        "seen = {}\n"
         "class Watch(importlib.abc.MetaPathFinder):\n"
         "    def find_spec(self, name, path, target=None):\n"
-        "        if name == 'torch' and not seen:\n"
-        "            seen.append(os.environ.get('OMP_WAIT_POLICY'))\n"
+        "        if name in ('torch', 'numpy') and name not in seen:\n"
+        "            seen[name] = (os.environ.get('OMP_WAIT_POLICY'),\n"
+        "                          os.environ.get('OPENBLAS_NUM_THREADS'))\n"
         "sys.meta_path.insert(0, Watch())\n"
         "from tdanet.cli import main\n"
         "main(['info', 'tdanet-tiny'])\n"
-        "print('policy', seen)\n"
+        "print('seen', sorted(seen.items()))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert "policy ['PASSIVE']" in result.stdout
+    assert "seen [('numpy', ('PASSIVE', '1')), ('torch', ('PASSIVE', '1'))]" in result.stdout

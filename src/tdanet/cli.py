@@ -64,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; user errors print one line on stderr and exit non-zero, no traceback."""
     # OpenMP reads its wait policy when torch loads: set it before any command imports torch.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # numpy's OpenBLAS spins threads of its own on our small products (voice features,
+    # gains): 25 % of a busy machine's CPU time for `separate` (docs/separate.md). One thread.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)

@@ -336,22 +336,24 @@ def separate_blocks(
 
     def scaled(
         item: tuple[np.ndarray, bool],
-    ) -> tuple[np.ndarray, bool, np.ndarray, Features | None]:
+    ) -> tuple[float, bool, np.ndarray, Features | None]:
         samples, last = item
         estimates = separate_chunk(samples)
         estimates = estimates * least_squares_gains(estimates, samples)[:, np.newaxis]
         finite = bool(np.isfinite(estimates).all())
-        return samples, last, estimates, joiner.analyse(estimates) if finite else None
+        # The input's peak, not the input: a worker process sends back no more than needed.
+        peak = float(np.abs(samples).max())
+        return peak, last, estimates, joiner.analyse(estimates) if finite else None
 
     start = 0
-    for samples, last, estimates, analysed in map_in_order(
+    for peak, last, estimates, analysed in map_in_order(
         scaled, iter_chunks(blocks, chunk, overlap), workers, processes
     ):
         if not np.isfinite(estimates).all():
             where = f" at {start / sample_rate:.1f} s" if sample_rate else ""
             raise AudioContentError(
                 f"{name}: the model's output{where} is not finite (NaN or Inf); "
-                f"input peak {float(np.abs(samples).max()):.3g}: bring the input into "
+                f"input peak {peak:.3g}: bring the input into "
                 "[-1, 1] or use another model; nothing was written"
             )
         start += chunk - overlap
