@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -341,6 +343,36 @@ def test_workers_and_threads_are_checked_and_give_the_same_outputs(
         err = capsys.readouterr().err
         assert f"{bad[0]} must be at least 1" in err and err.count("\n") == 1
     assert not (tmp_path / "bad").exists()
+
+
+FORKED_SEPARATE = """
+import sys
+import tdanet.separate as separate
+from tdanet.cli import main
+
+forked = []
+real = separate.fork_is_safe
+separate.fork_is_safe = lambda: forked.append(real()) or forked[-1]
+code = main(["separate", sys.argv[1], "-o", sys.argv[2], "--workers", "2", "--model",
+             "tdanet-tiny", "--chunk-seconds", "1", "--overlap-seconds", "0.25"])
+print("exit", code, "forked", forked)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="forked workers are used on Linux only")
+def test_the_cli_starts_no_thread_that_would_keep_workers_from_forking(tmp_path: Path) -> None:
+    # A fresh interpreter, progress bars on: tqdm's monitor thread once made every run fall
+    # back to worker threads.
+    path = tmp_path / "long.wav"
+    sf.write(path, speech_like(3.0, 16000), 16000)
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_SEPARATE, str(path), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "exit 0 forked [True]" in done.stdout
 
 
 def test_precision_option_offers_the_library_precisions_and_separates(tmp_path: Path) -> None:

@@ -101,6 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    # No monitor thread: chunk workers are forked only while no other thread runs.
+    tqdm.monitor_interval = 0
     from .. import audio
     from ..batch import BatchOptions, separate_many
     from ..errors import TDANetError
