@@ -92,6 +92,11 @@ SILENT_RATIO = 1e-6
 SILENT_FLOOR_DB = 25.0
 
 
+def level_below_db(share: torch.Tensor) -> torch.Tensor:
+    """An energy ``share`` (0..1) as dB below the whole, saturating at ``SILENT_FLOOR_DB``."""
+    return -10 * torch.log10(share + 10 ** (-SILENT_FLOOR_DB / 10))
+
+
 def quietness(estimates: torch.Tensor) -> torch.Tensor:
     """How far each estimate lies below all estimates together, in dB, saturating at
     ``SILENT_FLOOR_DB``: (B, C, T) -> (B, C); the score of an output whose target is silent.
@@ -101,8 +106,7 @@ def quietness(estimates: torch.Tensor) -> torch.Tensor:
     gap between an inactive and an active output.
     """
     energies = estimates.pow(2).sum(-1)
-    share = energies / (energies.sum(-1, keepdim=True) + EPS)
-    return -10 * torch.log10(share + 10 ** (-SILENT_FLOOR_DB / 10))
+    return level_below_db(energies / (energies.sum(-1, keepdim=True) + EPS))
 
 
 # Frames of 16 ms at 16 kHz; a target's frame this far (energy ratio) below the mixture's
@@ -137,7 +141,7 @@ def pause_quietness(
     pauses = ((voices <= PAUSE_RATIO * mixed.unsqueeze(1)) & audible.unsqueeze(1)).float()
     inside = torch.einsum("bif,bjf->bij", outputs, pauses)
     everything = torch.einsum("bf,bjf->bj", outputs.sum(1), pauses).unsqueeze(1)
-    quiet = -10 * torch.log10(inside / (everything + EPS) + 10 ** (-SILENT_FLOOR_DB / 10))
+    quiet = level_below_db(inside / (everything + EPS))
     share = pauses.sum(-1) / audible.float().sum(-1, keepdim=True).clamp(min=1.0)  # (B, C)
     return quiet * share.unsqueeze(1)
 
