@@ -337,24 +337,25 @@ def separate_blocks(
 
     def scaled(
         item: tuple[np.ndarray, bool],
-    ) -> tuple[float, bool, np.ndarray, Features | None]:
+    ) -> tuple[bool, np.ndarray, Features | None, float | None]:
+        """A chunk's scaled sources and analysis; for a non-finite output, the input's peak
+        instead of the analysis (a worker process sends back no more than needed)."""
         samples, last = item
         estimates = separate_chunk(samples)
         estimates = estimates * least_squares_gains(estimates, samples)[:, np.newaxis]
-        finite = bool(np.isfinite(estimates).all())
-        # The input's peak, not the input: a worker process sends back no more than needed.
-        peak = float(np.abs(samples).max())
-        return peak, last, estimates, joiner.analyse(estimates) if finite else None
+        if not np.isfinite(estimates).all():
+            return last, estimates, None, float(np.abs(samples).max())
+        return last, estimates, joiner.analyse(estimates), None
 
     start = 0
-    for peak, last, estimates, analysed in map_in_order(
+    for last, estimates, analysed, bad_input_peak in map_in_order(
         scaled, iter_chunks(blocks, chunk, overlap), workers, processes
     ):
-        if not np.isfinite(estimates).all():
+        if bad_input_peak is not None:
             where = f" at {start / sample_rate:.1f} s" if sample_rate else ""
             raise AudioContentError(
                 f"{name}: the model's output{where} is not finite (NaN or Inf); "
-                f"input peak {peak:.3g}: bring the input into "
+                f"input peak {bad_input_peak:.3g}: bring the input into "
                 "[-1, 1] or use another model; nothing was written"
             )
         start += chunk - overlap
