@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,29 @@ def test_atomic_writer_publishes_all_files_or_none(tmp_path: Path) -> None:
         writer.write(block)
         raise RuntimeError("boom")
     assert list((tmp_path / "fail").iterdir()) == []
+
+
+def test_atomic_writer_writes_files_side_by_side_and_stops_its_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads = threading.active_count()
+    block = np.zeros((100, 2), np.float32)
+    real_write = sf.SoundFile.write
+
+    def full_disk_for_b(handle: sf.SoundFile, data: np.ndarray) -> None:
+        if Path(handle.name).name.startswith(".b.wav"):
+            raise OSError(28, "No space left on device")
+        real_write(handle, data)
+
+    monkeypatch.setattr(sf.SoundFile, "write", full_disk_for_b)
+    paths = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    with (
+        pytest.raises(AudioWriteError, match=r"b\.wav: cannot write \(No space left"),
+        audio.AtomicAudioWriter(paths, 16000) as writer,
+    ):
+        writer.write(block)
+    assert list(tmp_path.iterdir()) == []
+    assert threading.active_count() == threads  # a later fork of chunk workers stays safe
 
 
 def test_write_audio_is_atomic_and_refuses_to_overwrite(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ import io
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -455,9 +455,13 @@ class AtomicAudioWriter:
         self._temps: list[Path] = []
         self._files: list[sf.SoundFile] = []
         self._resamplers: list[soxr.ResampleStream | None] = []
+        self._pool: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> AtomicAudioWriter:
         check_writable(self.paths, overwrite=self.overwrite)
+        if len(self.paths) > 1 and (os.cpu_count() or 1) > 1:
+            # Encoding runs in libsndfile without the GIL: the files are written side by side.
+            self._pool = ThreadPoolExecutor(max_workers=len(self.paths))
         try:
             for path in self.paths:
                 file_format, subtype = _format_and_subtype(path, self.subtype)
@@ -490,8 +494,18 @@ class AtomicAudioWriter:
         """Append (frames, files) float32 samples, column ``i`` to file ``i``."""
         if block.ndim != 2 or block.shape[1] != len(self._files):
             raise ValueError(f"expected (frames, {len(self._files)}), got {block.shape}")
-        for index in range(len(self._files)):
-            self._write(index, np.ascontiguousarray(block[:, index], np.float32), last=False)
+        columns = [np.ascontiguousarray(block[:, i], np.float32) for i in range(block.shape[1])]
+        if self._pool is None:
+            for index, column in enumerate(columns):
+                self._write(index, column, last=False)
+            return
+        jobs = [
+            self._pool.submit(self._write, i, column, last=False)
+            for i, column in enumerate(columns)
+        ]
+        wait(jobs)  # every write ends before an error is raised and the files are discarded
+        for job in jobs:
+            job.result()
 
     def _write(self, index: int, samples: np.ndarray, *, last: bool) -> None:
         resampler = self._resamplers[index]
@@ -511,6 +525,7 @@ class AtomicAudioWriter:
         if exc_type is not None:
             self._discard()
             return
+        self._stop_pool()
         try:
             for index, resampler in enumerate(self._resamplers):
                 if resampler is not None:
@@ -524,10 +539,17 @@ class AtomicAudioWriter:
             raise AudioWriteError(f"{path}: cannot write ({_reason(error)})") from None
 
     def _discard(self) -> None:
+        self._stop_pool()
         for handle in self._files:
             handle.close()
         for temp in self._temps:
             temp.unlink(missing_ok=True)
+
+    def _stop_pool(self) -> None:
+        """End the writing threads (so that a later fork finds none)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 def write_audio(
