@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from tdanet.fast import FastTDANet, optimize_for_inference
 from tdanet.model import PRESETS, TDANet
-from tdanet.model.folding import gln_scale_shift, nearest_runs, time_moments
+from tdanet.model.folding import gln_scale_shift, nearest_runs, time_moments, total_moments
 from tdanet.model.layers import GlobalLayerNorm
 from tdanet.model.ops import nearest_index
 
@@ -140,6 +140,22 @@ def test_gln_scale_shift_matches_global_layer_norm_of_an_affine_map() -> None:
     mapped = (x * gain[:, None] + offset[:, None]).transpose(1, 2)
     expected = norm(mapped).transpose(1, 2)
     assert torch.allclose(x * scale + shift, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("frames", [50, 1200])  # the small and the chunked total moments
+def test_gln_from_total_moments_matches_global_layer_norm(frames: int) -> None:
+    norm = randomize_(GlobalLayerNorm(256))
+    x = torch.randn(2, frames, 256) * 3 + 1  # (batch, T, C)
+    moments = total_moments(x)
+    assert torch.allclose(moments[1], x.double().square().sum((1, 2))[:, None], rtol=1e-6)
+    scale, shift = gln_scale_shift(moments, frames, norm.gamma, norm.beta, norm.eps)
+    expected = norm(x.transpose(1, 2)).transpose(1, 2)
+    assert torch.allclose(x * scale + shift, expected, atol=1e-5)
+    # The general path (a unit gain) gives the same map as the scalar one taken above.
+    general = gln_scale_shift(moments, frames, norm.gamma, norm.beta, norm.eps, torch.ones(1))
+    assert all(
+        torch.allclose(a, b, atol=1e-6) for a, b in zip(general, (scale, shift), strict=True)
+    )
 
 
 @pytest.mark.parametrize(("source", "target"), [(3, 5), (64, 1010), (505, 1010), (9, 4), (7, 7)])

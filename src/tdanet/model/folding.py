@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from collections.abc import Callable
 
 import torch
@@ -45,6 +46,8 @@ _MOMENT_ROWS = 256
 # Elements per partial dot product in total moments: float32 BLAS dots over millions of
 # elements lose ~1e-5 relative accuracy, which the variance's cancellation would amplify.
 _DOT_CHUNK = 4096
+# Up to this many elements per item, total moments square a copy: fewer operations.
+_SMALL_ELEMENTS = 1 << 18
 # Conv outputs up to this many elements (2 MiB of float32) are fresh tensors, not scratch.
 _FRESH_ELEMENTS = 1 << 19
 # More runs than this and a gathered copy of the guides is cheaper than one op per run.
@@ -75,6 +78,8 @@ def total_moments(x: torch.Tensor) -> Moments:
     instead of per-channel reductions.
     """
     flat = x.reshape(x.shape[0], -1)
+    if flat.shape[1] <= _SMALL_ELEMENTS:  # one cascaded float32 sum is exact enough there
+        return flat.sum(1, keepdim=True).double(), (flat * flat).sum(1, keepdim=True).double()
     whole = flat.shape[1] // _DOT_CHUNK * _DOT_CHUNK
     squares = []
     for item in flat:
@@ -103,6 +108,8 @@ def gln_scale_shift(
     (batch, T, C).
     """
     s1, s2 = moments  # float64: the variance is a difference of nearly equal numbers
+    if gain is None and s1.device.type == "cpu":
+        return _scalar_scale_shift(moments, gamma.shape[-1] * length, gamma, beta, eps)
     if gain is not None:
         s1, s2 = gain * s1, gain * gain * s2
         if offset is not None:
@@ -120,6 +127,21 @@ def gln_scale_shift(
             shift = shift.addcmul_(offset, scale)
         scale = scale.mul_(gain)
     return scale.unsqueeze(-2), shift.unsqueeze(-2)
+
+
+def _scalar_scale_shift(
+    moments: Moments, count: int, gamma: torch.Tensor, beta: torch.Tensor, eps: float
+) -> Affine:
+    """:func:`gln_scale_shift` without a gain: each item's mean and 1 / std as Python floats
+    (float64), which on a CPU costs a dozen fewer tensor operations per call."""
+    totals = torch.stack(moments).sum(-1).tolist()
+    factors = []
+    for first, second in zip(*totals, strict=True):
+        mean = first / count
+        factors.append((mean, 1.0 / math.sqrt(max(second / count - mean * mean, 0.0) + eps)))
+    mean, inv_std = torch.tensor(factors, dtype=gamma.dtype).unsqueeze(-1).unbind(1)
+    scale = gamma * inv_std
+    return scale.unsqueeze(-2), torch.addcmul(beta, mean, scale, value=-1.0).unsqueeze(-2)
 
 
 def nearest_runs(index: torch.Tensor) -> list[Run] | None:
