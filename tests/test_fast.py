@@ -6,7 +6,14 @@ import torch.nn.functional as F
 
 from tdanet.fast import FastTDANet, optimize_for_inference
 from tdanet.model import PRESETS, TDANet
-from tdanet.model.folding import gln_scale_shift, nearest_runs, time_moments, total_moments
+from tdanet.model.folding import (
+    DepthwiseConv,
+    FoldContext,
+    gln_scale_shift,
+    nearest_runs,
+    time_moments,
+    total_moments,
+)
 from tdanet.model.layers import GlobalLayerNorm
 from tdanet.model.ops import nearest_index
 
@@ -71,13 +78,23 @@ def test_gathered_guides_equal_the_run_by_run_upsampling(monkeypatch: pytest.Mon
     assert (fast(mixture) - expected).abs().max().item() <= TOLERANCE
 
 
-def test_convolutions_into_scratch_equal_the_eager_model(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("kept", [False, True])  # scratch buffers, or fresh outputs
+def test_large_convolution_outputs_equal_the_eager_model(
+    monkeypatch: pytest.MonkeyPatch, kept: bool
+) -> None:
     model, fast = reference_and_fast({})
-    monkeypatch.setattr("tdanet.model.folding._FRESH_ELEMENTS", 0)  # every conv into scratch
+    monkeypatch.setattr("tdanet.model.folding._FRESH_ELEMENTS", 0)  # every output counts large
+    monkeypatch.setattr("tdanet.model.folding._freed_memory_kept", kept)
+    buffers = []
+    real_buffer = FoldContext.buffer
+    monkeypatch.setattr(
+        FoldContext, "buffer", lambda *args: buffers.append(args[1]) or real_buffer(*args)
+    )
     mixture = torch.randn(2, 4001, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         expected = model(mixture)
     assert (fast(mixture) - expected).abs().max().item() <= TOLERANCE
+    assert any(isinstance(owner, DepthwiseConv) for owner in buffers) is not kept
 
 
 def test_fast_path_matches_small_preset_and_one_dimensional_input() -> None:

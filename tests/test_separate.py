@@ -511,7 +511,7 @@ def test_map_in_order_forks_workers_that_keep_order_and_raise() -> None:
 REUSED_MEMORY = """
 import os
 import numpy as np
-from tdanet.separate import keep_freed_memory
+from tdanet.model.folding import keep_freed_memory
 
 def resident_mib_freed_with_a_64_mib_array():
     def resident():

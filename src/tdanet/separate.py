@@ -20,7 +20,6 @@ through it in two passes with bounded memory (:meth:`Separator.separate_file`).
 from __future__ import annotations
 
 import collections
-import ctypes
 import importlib
 import itertools
 import math
@@ -46,6 +45,7 @@ from .atomic import remove_stale_temporaries
 from .errors import AudioContentError, AudioWriteError, CheckpointError
 from .fast import optimize_for_inference
 from .model import TDANetConfig
+from .model.folding import keep_freed_memory
 from .pretrained import DEFAULT_MODEL, load_model, require_tdanet
 from .segments import FrameEnergy, Segment, frame_energies, speech_segments
 from .speakers import Features, VoiceProfiles, route_lone_voice, voice_features
@@ -257,28 +257,7 @@ def _install_job(function: Callable[[Any], Any]) -> None:
     global _JOB
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
-    keep_freed_memory()
     _JOB = function
-
-
-# glibc's mallopt parameters, and what a worker keeps: more than one chunk's tensors.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_KEEP_BYTES = 1 << 30
-
-
-def keep_freed_memory() -> bool:
-    """Make glibc keep freed memory for reuse in this process; False where there is no
-    ``mallopt`` (not glibc). A worker allocates the same large tensors chunk after chunk:
-    returned to the OS, each comes back as fresh pages the kernel must fault in and zero
-    (the demo model's 2 workers on a 600 s file: 0.11-0.18 M page faults -> 0.06-0.07 M)."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    # Both at once: setting either turns off glibc's adaptive mmap threshold.
-    return bool(
-        mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES // 4) and mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES)
-    )
 
 
 def _run_job(item: Any) -> Any:
@@ -742,8 +721,9 @@ def load_separation_model(
 
     Names and paths load with :func:`tdanet.pretrained.load_model` (``torch``) or
     ``tdanet.export.OnnxModel`` (``onnxruntime``, ``.onnx`` files); torch modules go
-    through :func:`tdanet.fast.optimize_for_inference` in float32, or run eagerly under
-    autocast in a lower ``precision`` (:data:`PRECISIONS`).
+    through :func:`tdanet.fast.optimize_for_inference` in float32 (on a CPU with
+    :func:`tdanet.model.folding.keep_freed_memory` in effect for this process), or run
+    eagerly under autocast in a lower ``precision`` (:data:`PRECISIONS`).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -761,6 +741,8 @@ def load_separation_model(
     if isinstance(model, nn.Module) and precision != "fp32":
         return autocast_call(model.eval().to(device), device, PRECISIONS[precision]), config
     if isinstance(model, nn.Module):
+        if device.type == "cpu":
+            keep_freed_memory()  # forked chunk workers inherit it
         return optimize_for_inference(model.eval().to(device)), config
     if not callable(model):
         raise TypeError(f"the model must be callable, got {type(model).__name__}")
