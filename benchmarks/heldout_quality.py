@@ -101,13 +101,20 @@ def main() -> int:
     )
     parser.add_argument("--recipe", type=Path, required=True, help="its held_out_speakers and seed")
     parser.add_argument("--items", type=int, default=200)
+    parser.add_argument(
+        "--speakers",
+        nargs="+",
+        default=None,
+        help="score these voices (names or patterns) instead of the recipe's held-out ones, "
+        "e.g. training voices, to tell under-fitting from poor generalisation",
+    )
     parser.add_argument("models", nargs="+", help="NAME=MODEL pairs")
     args = parser.parse_args()
     torch.set_num_threads(1)
     recipe = load_recipe(args.recipe, [f"data.root={args.corpus}"])
-    patterns = list(recipe.data.held_out_speakers)
+    patterns = list(args.speakers or recipe.data.held_out_speakers)
     if not patterns:
-        print("the recipe names no held_out_speakers", file=sys.stderr)
+        print("the recipe names no held_out_speakers; name voices with --speakers", file=sys.stderr)
         return 1
     sets = test_sets(
         args.corpus, args.noise, patterns, recipe.seed, recipe.data.sample_rate, args.items
@@ -115,7 +122,8 @@ def main() -> int:
     speakers = sorted(
         {u.speaker for u in index_sources(args.corpus) if matches(u.speaker, patterns)}
     )
-    print(f"{len(speakers)} held-out speakers: {', '.join(speakers)}")
+    kind = "chosen" if args.speakers else "held-out"
+    print(f"{len(speakers)} {kind} speakers: {', '.join(speakers)}")
     materialised = {name: [data[i] for i in range(len(data))] for name, data in sets.items()}
     for name, items in materialised.items():
         seconds = sum(m.shape[-1] for m, _, _ in items) / recipe.data.sample_rate
