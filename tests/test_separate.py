@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from tdanet import PRESETS, Separator, load_model
+from tdanet import PRESETS, Separator, audio, load_model
 from tdanet.errors import AudioContentError, AudioWriteError, CheckpointError
 from tdanet.separate import (
     OverlapAdd,
@@ -554,6 +554,39 @@ def test_workers_give_the_same_output_as_one(tmp_path: Path) -> None:
     np.testing.assert_array_equal(outputs[1], outputs[3])
     with pytest.raises(ValueError, match="workers must be at least 1"):
         Separator(model, workers=0)
+
+
+@pytest.mark.parametrize("rate", [16000, 22050])  # the model's rate, and resampled back
+def test_outputs_written_in_the_first_pass_equal_those_of_the_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rate: int
+) -> None:
+    separator = Separator(
+        randomize_(load_model("tdanet-tiny")), chunk_seconds=1.0, overlap_seconds=0.25
+    )
+    signal = 0.1 * np.random.default_rng(5).standard_normal(3 * rate + 7)
+    sf.write(tmp_path / "in.wav", signal.astype(np.float32), rate, subtype="FLOAT")
+    discarded: list[audio.AtomicAudioWriter] = []
+    real_discard = audio.AtomicAudioWriter.discard
+    monkeypatch.setattr(
+        audio.AtomicAudioWriter,
+        "discard",
+        lambda self: discarded.append(self) or real_discard(self),
+    )
+    early = separator.separate_file(tmp_path / "in.wav", tmp_path / "early")
+    assert discarded == []  # kept: no gain below 1, no merging
+    real_first_pass = Separator._first_pass
+    monkeypatch.setattr(  # nothing written early: the second pass writes the outputs
+        Separator,
+        "_first_pass",
+        lambda self, reader, scratch, progress, early=None: real_first_pass(
+            self, reader, scratch, progress
+        ),
+    )
+    late = separator.separate_file(tmp_path / "in.wav", tmp_path / "late")
+    assert len(discarded) == 1
+    for first, second in zip(early, late, strict=True):
+        assert sf.info(first).frames == len(signal)
+        assert first.read_bytes() == second.read_bytes()
 
 
 def test_lower_precisions_run_the_eager_model_under_autocast() -> None:

@@ -437,7 +437,9 @@ class AtomicAudioWriter:
     .mp3, .opus, .ogg); ``subtype`` (libsndfile's name, see :func:`output_subtype`) applies
     to WAV and FLAC, 16-bit PCM by default. MP3 and Opus files are written at
     :func:`encoded_rate` (resampled if ``sample_rate`` is not one the codec stores).
-    Existing destinations raise :class:`AudioWriteError` unless ``overwrite``.
+    Existing destinations raise :class:`AudioWriteError` unless ``overwrite``. With
+    ``parallel`` (and several files and cores) the files are encoded side by side in threads;
+    ``frames`` counts the frames written so far.
     """
 
     def __init__(
@@ -447,8 +449,11 @@ class AtomicAudioWriter:
         *,
         subtype: str | None = None,
         overwrite: bool = False,
+        parallel: bool = True,
     ) -> None:
         self.paths = [Path(p) for p in paths]
+        self.parallel = parallel
+        self._discarded = False
         self.sample_rate = sample_rate
         self.subtype = subtype
         self.overwrite = overwrite
@@ -456,10 +461,11 @@ class AtomicAudioWriter:
         self._files: list[sf.SoundFile] = []
         self._resamplers: list[soxr.ResampleStream | None] = []
         self._pool: ThreadPoolExecutor | None = None
+        self.frames = 0  # written per file so far
 
     def __enter__(self) -> AtomicAudioWriter:
         check_writable(self.paths, overwrite=self.overwrite)
-        if len(self.paths) > 1 and (os.cpu_count() or 1) > 1:
+        if self.parallel and len(self.paths) > 1 and (os.cpu_count() or 1) > 1:
             # Encoding runs in libsndfile without the GIL: the files are written side by side.
             self._pool = ThreadPoolExecutor(max_workers=len(self.paths))
         try:
@@ -494,6 +500,7 @@ class AtomicAudioWriter:
         """Append (frames, files) float32 samples, column ``i`` to file ``i``."""
         if block.ndim != 2 or block.shape[1] != len(self._files):
             raise ValueError(f"expected (frames, {len(self._files)}), got {block.shape}")
+        self.frames += block.shape[0]
         columns = [np.ascontiguousarray(block[:, i], np.float32) for i in range(block.shape[1])]
         if self._pool is None:
             for index, column in enumerate(columns):
@@ -522,7 +529,7 @@ class AtomicAudioWriter:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if exc_type is not None:
+        if exc_type is not None or self._discarded:
             self._discard()
             return
         self._stop_pool()
@@ -537,6 +544,11 @@ class AtomicAudioWriter:
         except (OSError, sf.LibsndfileError, RuntimeError) as error:
             self._discard()
             raise AudioWriteError(f"{path}: cannot write ({_reason(error)})") from None
+
+    def discard(self) -> None:
+        """Delete the temporary files now; leaving the ``with`` block then publishes nothing."""
+        self._discard()
+        self._discarded = True
 
     def _discard(self) -> None:
         self._stop_pool()

@@ -20,6 +20,7 @@ through it in two passes with bounded memory (:meth:`Separator.separate_file`).
 from __future__ import annotations
 
 import collections
+import contextlib
 import importlib
 import itertools
 import math
@@ -534,7 +535,9 @@ class Separator:
         model call (:func:`tdanet.audio.is_silent`); pass 1 streams the file through the
         model into a float32 scratch file in ``out_dir`` and records the output peak; pass 2
         applies :func:`tdanet.audio.peak_limit_gain` and writes the outputs under temporary
-        names, renamed when all are complete. Existing outputs are refused unless
+        names, renamed when all are complete. Where the header gives the length, pass 1 also
+        writes the outputs as they come, and they are kept unless pass 2 would change them (a
+        gain below 1, or lone-voice merging): pass 2 is then skipped. Existing outputs are refused unless
         ``overwrite``. Temporary
         outputs that a killed run left for these names are removed
         (:func:`tdanet.atomic.remove_stale_temporaries`). A WAV file shorter than its header
@@ -570,8 +573,32 @@ class Separator:
                 f"{out_dir}: cannot write a scratch file ({exc.strerror})"
             ) from None
         with scratch:
-            peak = self._first_pass(reader, scratch, progress)
-            gain = np.float32(audio.peak_limit_gain(peak))
+            # Known length: pass 1 also writes the outputs, kept if pass 2 would change nothing.
+            early = (
+                audio.AtomicAudioWriter(
+                    # No writing threads while chunk workers may fork.
+                    outputs,
+                    info.sample_rate,
+                    subtype=subtype,
+                    overwrite=overwrite,
+                    parallel=False,
+                )
+                if info.exact_frames and info.truncation is None
+                else None
+            )
+            with early or contextlib.nullcontext():
+                peak = self._first_pass(reader, scratch, progress, early)
+                gain = np.float32(audio.peak_limit_gain(peak))
+                merge = self.single_voice and self.route_lone_voices
+                if (
+                    early is not None
+                    and gain == 1.0
+                    and not merge
+                    and early.frames == reader.frames
+                ):
+                    return outputs
+                if early is not None:
+                    early.discard()
             scratch.seek(0)
             written = 0
             with audio.AtomicAudioWriter(
@@ -583,7 +610,7 @@ class Separator:
                     block = np.frombuffer(raw, np.float32).reshape(-1, self.num_sources)
                     # Resampling can end a few samples short of the input: pad with silence.
                     block = audio.fit_length(block.T, frames).T
-                    if self.single_voice and self.route_lone_voices:
+                    if merge:
                         block = merge_into_first(block.T).T
                     writer.write(block * gain)
                     written += frames
@@ -594,9 +621,11 @@ class Separator:
         reader: audio.MonoReader,
         scratch: Any,
         progress: Callable[[float], None] | None,
+        early: audio.AtomicAudioWriter | None = None,
     ) -> float:
         """Separate ``reader``'s stream into ``scratch`` as float32 (frames, C) at the input's
-        rate; returns the largest absolute output sample."""
+        rate, and into ``early``, cropped or padded to the header's length, as they are;
+        returns the largest absolute output sample."""
         rate = reader.info.sample_rate
         back = (
             None
@@ -629,14 +658,19 @@ class Separator:
             if back is not None:
                 block = back.resample_chunk(block, last=False)
             peak = max(peak, _write_scratch(scratch, block, reader.info.path))
+            if early is not None:
+                early.write(block[: reader.info.frames - early.frames])
             if progress is not None:
                 progress(reader.frames / rate)
         if back is not None:
-            flush = np.zeros((0, self.num_sources), np.float32)
-            peak = max(
-                peak,
-                _write_scratch(scratch, back.resample_chunk(flush, last=True), reader.info.path),
-            )
+            flush = back.resample_chunk(np.zeros((0, self.num_sources), np.float32), last=True)
+            peak = max(peak, _write_scratch(scratch, flush, reader.info.path))
+            if early is not None:
+                early.write(flush[: reader.info.frames - early.frames])
+        if early is not None:
+            # Resampling can end a few samples short of the input: pad with silence.
+            missing = max(0, reader.info.frames - early.frames)
+            early.write(np.zeros((missing, self.num_sources), np.float32))
         self.single_voice = _one_voice(joiner)
         energies = meter.energies()
         # Merged outputs' energies: approximately the sum (cross terms are ignored).
