@@ -8,8 +8,9 @@ import torch
 from tdanet import load_model
 from tdanet.checkpoint import checkpoint_metadata, read_checkpoint, save_checkpoint
 from tdanet.errors import ConfigError, DataError
-from tdanet.model import TFACM
+from tdanet.model import TFACM, TDANet
 from tdanet.train import load_recipe, train
+from tdanet.train.run import initial_model
 
 from ..synthetic_speech import write_speaker_corpus
 
@@ -173,3 +174,19 @@ def test_fine_tuning_from_a_release_layout_checkpoint(tmp_path: Path) -> None:
     ]
     result = train(load_recipe(RECIPE, overrides))
     assert load_model(result.last).config.num_blocks == 3  # the release file's architecture
+
+
+def test_fine_tuning_widens_a_checkpoint_to_the_recipes_in_channels(
+    corpus: Path, tmp_path: Path
+) -> None:
+    start = load_model("tdanet-tiny", sample_rate=8000, dropout=0.0, drop_path=0.0)
+    source = save_checkpoint(start, tmp_path / "narrow.pt")
+    overrides = [*tiny_overrides(corpus, tmp_path / "w", 1), f"model.init_from={source}"]
+    wide = initial_model(load_recipe(RECIPE, [*overrides, "model.config.in_channels=64"]))
+    assert isinstance(wide, TDANet) and wide.config.in_channels == 64
+    mixture = torch.randn(1, 4000, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        change = (wide.eval()(mixture) - start(mixture)).norm() / start(mixture).norm()
+    assert change < 0.01
+    with pytest.raises(ConfigError, match="in_channels: in_channels 48 must be a multiple"):
+        initial_model(load_recipe(RECIPE, [*overrides, "model.config.in_channels=48"]))

@@ -27,7 +27,9 @@ class ModelSection:
     ``preset`` names the architecture; ``config`` overrides its fields (e.g.
     ``attention: sequence``). ``init_from`` (a checkpoint file, bundled name or hub name)
     fine-tunes from those weights instead of starting from random ones; its architecture
-    is then used, with ``config`` applied to the fields that do not change the weights.
+    is then used, with ``config`` applied to the fields that do not change the weights,
+    except that ``in_channels`` a multiple of a TDANet's widens its U-block keeping what it
+    computes (:func:`tdanet.model.widen.widen_in_channels`).
     """
 
     preset: str = "tdanet-small"

@@ -19,6 +19,7 @@ import yaml
 from ..checkpoint import ModelConfig, network, read_checkpoint
 from ..errors import CheckpointError, ConfigError
 from ..model import PRESETS, TFACM, TFACM_PRESETS, TDANet
+from ..model.widen import widen_in_channels
 from ..pretrained import load_model
 from .recipe import Recipe
 
@@ -60,10 +61,19 @@ def initial_model(recipe: Recipe) -> TDANet | TFACM:
                 f"model.config.{key}: {section.config[key]} contradicts data.{key}={value}"
             )
     if section.init_from is not None:
+        overrides = dict(section.config)
+        width = overrides.pop("in_channels", None)
         try:
-            model = load_model(section.init_from, **section.config)
+            model = load_model(section.init_from, **overrides)
         except CheckpointError as exc:
             raise ConfigError(f"model.init_from: {exc}") from None
+        if width is not None and width != getattr(model.config, "in_channels", None):
+            if not isinstance(model, TDANet):
+                raise ConfigError("model.config.in_channels: only a TDANet can be widened")
+            try:
+                model = widen_in_channels(model, width, seed=recipe.seed)
+            except ValueError as exc:
+                raise ConfigError(f"model.config.in_channels: {exc}") from None
         for key, value in fixed.items():
             if getattr(model.config, key) != value:
                 raise ConfigError(
