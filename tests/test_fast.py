@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -198,3 +201,34 @@ def test_nearest_runs_refuse_downsampling_and_irregular_indices() -> None:
     assert nearest_runs(nearest_index(9, 4, torch.device("cpu"))) is None
     # 1.5x upsampling alternates repeats 2, 1, 2, 1...: one run per source row.
     assert nearest_runs(nearest_index(200, 300, torch.device("cpu"))) is None
+
+
+REUSED_MEMORY = """
+import os
+import numpy as np
+from tdanet.fast import optimize_for_inference
+from tdanet.model import PRESETS, TDANet
+
+def resident_mib_freed_with_a_64_mib_array():
+    def resident():
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    block = np.ones(16 << 20, np.float32)
+    before = resident()
+    del block
+    return before - resident()
+
+default = resident_mib_freed_with_a_64_mib_array()
+optimize_for_inference(TDANet(PRESETS["tdanet-tiny"]))
+print(round(default), round(resident_mib_freed_with_a_64_mib_array()))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="mallopt is glibc's")
+def test_the_fast_path_makes_the_allocator_keep_freed_memory() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", REUSED_MEMORY], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    default, kept = map(int, done.stdout.split())
+    assert default >= 60 and kept <= 4, (default, kept)

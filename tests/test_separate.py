@@ -508,36 +508,6 @@ def test_map_in_order_forks_workers_that_keep_order_and_raise() -> None:
     assert done.stdout.strip() == "bad item 4"
 
 
-REUSED_MEMORY = """
-import os
-import numpy as np
-from tdanet.model.folding import keep_freed_memory
-
-def resident_mib_freed_with_a_64_mib_array():
-    def resident():
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    block = np.ones(16 << 20, np.float32)
-    before = resident()
-    del block
-    return before - resident()
-
-default = resident_mib_freed_with_a_64_mib_array()
-assert keep_freed_memory()
-print(round(default), round(resident_mib_freed_with_a_64_mib_array()))
-"""
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="mallopt is glibc's")
-def test_workers_keep_freed_memory_for_the_next_chunk() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", REUSED_MEMORY], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    default, kept = map(int, done.stdout.split())
-    assert default >= 60 and kept <= 4, (default, kept)
-
-
 def test_workers_give_the_same_output_as_one(tmp_path: Path) -> None:
     model = randomize_(load_model("tdanet-tiny"))
     signal = 0.1 * np.random.default_rng(3).standard_normal(5 * 16000).astype(np.float32)

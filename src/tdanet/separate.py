@@ -46,7 +46,6 @@ from .atomic import remove_stale_temporaries
 from .errors import AudioContentError, AudioWriteError, CheckpointError
 from .fast import optimize_for_inference
 from .model import TDANetConfig
-from .model.folding import keep_freed_memory
 from .pretrained import DEFAULT_MODEL, load_model, require_tdanet
 from .segments import FrameEnergy, Segment, frame_energies, speech_segments
 from .speakers import Features, VoiceProfiles, route_lone_voice, voice_features
@@ -755,9 +754,8 @@ def load_separation_model(
 
     Names and paths load with :func:`tdanet.pretrained.load_model` (``torch``) or
     ``tdanet.export.OnnxModel`` (``onnxruntime``, ``.onnx`` files); torch modules go
-    through :func:`tdanet.fast.optimize_for_inference` in float32 (on a CPU with
-    :func:`tdanet.model.folding.keep_freed_memory` in effect for this process), or run
-    eagerly under autocast in a lower ``precision`` (:data:`PRECISIONS`).
+    through :func:`tdanet.fast.optimize_for_inference` in float32, or run eagerly under
+    autocast in a lower ``precision`` (:data:`PRECISIONS`).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -775,8 +773,6 @@ def load_separation_model(
     if isinstance(model, nn.Module) and precision != "fp32":
         return autocast_call(model.eval().to(device), device, PRECISIONS[precision]), config
     if isinstance(model, nn.Module):
-        if device.type == "cpu":
-            keep_freed_memory()  # forked chunk workers inherit it
         return optimize_for_inference(model.eval().to(device)), config
     if not callable(model):
         raise TypeError(f"the model must be callable, got {type(model).__name__}")

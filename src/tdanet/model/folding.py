@@ -21,7 +21,7 @@ What makes them fast (each step measured on one CPU thread; see docs/efficiency.
 * No fresh full-size mappings: the projections and the guides write into buffers of a
   :class:`FoldContext`, reused by every unfolding of the U-block. Large depthwise conv
   outputs are fresh where :func:`keep_freed_memory` makes the allocator reuse freed memory
-  (what :func:`tdanet.separate.load_separation_model` turns on), else they go into such
+  (what :func:`tdanet.fast.optimize_for_inference` turns on), else they go into such
   buffers through oneDNN's in-place conv; small ones are always fresh (zeroing a buffer
   costs more there than the allocation).
 """
