@@ -3,8 +3,8 @@
 :class:`FrameEnergy` measures each output's energy in 10 ms frames as the outputs stream
 by; :func:`speech_segments` turns the energies into (start, end, speaker) segments: an
 output speaks in a frame when its smoothed energy is within :data:`ACTIVE_FLOOR_DB` of the
-recording's loud speech and within :data:`DOMINANCE_DB` of the loudest output there, and
-short pauses and blips are bridged or dropped. :func:`write_rttm` and :func:`write_csv`
+recording's loud speech and within :func:`dominance_db` of the loudest output there (a
+margin set above the outputs' leakage), and short pauses and blips are bridged or dropped. :func:`write_rttm` and :func:`write_csv`
 write them; :func:`single_speaker` says when one output holds nearly all the speech.
 """
 
@@ -25,9 +25,10 @@ MIN_GAP_SECONDS = 0.1
 MIN_SEGMENT_SECONDS = 0.2
 # Active: within this many dB of the recording's loud speech (95th percentile frame) ...
 ACTIVE_FLOOR_DB = 35.0
-# ... and within this many dB of the loudest output in the frame: a separated output carries
-# leaks of the other voice only some dB down (20 dB agreed with the reference less, docs/separate.md).
-DOMINANCE_DB = 6.0
+# ... and within dominance_db() of the loudest output in the frame: that many dB inside the
+# level of the outputs' leaks, within these bounds (calibrated in docs/separate.md).
+LEAK_MARGIN_DB = 6.0
+MIN_DOMINANCE_DB, MAX_DOMINANCE_DB = 3.0, 30.0
 # One output with more than this share of the speech time means a single speaker.
 SINGLE_SPEAKER_SHARE = 0.97
 
@@ -83,10 +84,10 @@ def activity(energies: np.ndarray) -> np.ndarray:
     smooth = np.array([np.convolve(row, kernel, mode="same") for row in energies])
     if not smooth.size or smooth.max() <= 0.0:
         return np.zeros(energies.shape, bool)
-    loud = np.percentile(smooth.max(axis=0), 95)
-    active = (smooth >= loud * 10 ** (-ACTIVE_FLOOR_DB / 10)) & (
-        smooth >= smooth.max(axis=0) * 10 ** (-DOMINANCE_DB / 10)
-    )
+    loudest = smooth.max(axis=0)
+    floor = np.percentile(loudest, 95) * 10 ** (-ACTIVE_FLOOR_DB / 10)
+    dominance = dominance_db(smooth, loudest >= floor)
+    active = (smooth >= floor) & (smooth >= loudest * 10 ** (-dominance / 10))
     for row in active:
         runs = _runs(row)
         for (_, end), (start, _) in itertools.pairwise(runs):
@@ -96,6 +97,24 @@ def activity(energies: np.ndarray) -> np.ndarray:
             if (end - start) * FRAME_SECONDS < MIN_SEGMENT_SECONDS:
                 row[start:end] = False
     return active
+
+
+def dominance_db(smooth: np.ndarray, speech: np.ndarray) -> float:
+    """How many dB below the loudest output another output still counts as talking.
+
+    A separated output carries leaks of the other voices: over the frames with ``speech``
+    (F,), the second-loudest output of ``smooth`` (C, F) sits at some level below the
+    loudest, mostly leakage where one person talks. The threshold is :data:`LEAK_MARGIN_DB`
+    inside that level's 75th percentile, within [:data:`MIN_DOMINANCE_DB`,
+    :data:`MAX_DOMINANCE_DB`]: a model that leaks little keeps a quiet second talker, a leaky
+    one does not report its leaks as speech.
+    """
+    if len(smooth) < 2 or not speech.any():
+        return MAX_DOMINANCE_DB
+    ordered = np.sort(smooth[:, speech], axis=0)
+    below = 10 * np.log10(np.maximum(ordered[-2], 1e-30) / ordered[-1])
+    threshold = -float(np.percentile(below, 75)) - LEAK_MARGIN_DB
+    return float(np.clip(threshold, MIN_DOMINANCE_DB, MAX_DOMINANCE_DB))
 
 
 def speech_segments(energies: np.ndarray) -> list[Segment]:
