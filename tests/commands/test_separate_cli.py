@@ -260,7 +260,7 @@ def test_truncated_wav_is_separated_with_a_warning_naming_the_frames(
     assert sf.info(tmp_path / "out" / "cut_spk1.wav").frames == 9000
     capsys.readouterr()
     assert main(["separate", str(whole), "-o", str(tmp_path / "out"), "--quiet", *MODEL]) == 0
-    assert "truncated" not in capsys.readouterr().err
+    assert "the header declares" not in capsys.readouterr().err  # the path holds "truncated"
 
 
 def test_output_folder_may_be_the_input_folder_and_earlier_outputs_are_not_inputs(
