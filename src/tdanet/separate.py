@@ -536,9 +536,9 @@ class Separator:
         applies :func:`tdanet.audio.peak_limit_gain` and writes the outputs under temporary
         names, renamed when all are complete. Where the header gives the length, pass 1 also
         writes the outputs as they come, and they are kept unless pass 2 would change them (a
-        gain below 1, or lone-voice merging): pass 2 is then skipped. Existing outputs are refused unless
-        ``overwrite``. Temporary
-        outputs that a killed run left for these names are removed
+        gain below 1, or lone-voice merging): pass 2 is then skipped. Existing outputs are
+        refused unless ``overwrite``. Temporary outputs that a killed run left for these
+        names are removed
         (:func:`tdanet.atomic.remove_stale_temporaries`). A WAV file shorter than its header
         says is separated as far as it goes, with a
         :class:`tdanet.audio.TruncatedAudioWarning`. ``progress`` is called with the seconds
@@ -658,14 +658,14 @@ class Separator:
                 block = back.resample_chunk(block, last=False)
             peak = max(peak, _write_scratch(scratch, block, reader.info.path))
             if early is not None:
-                early.write(block[: reader.info.frames - early.frames])
+                early.write(block[: max(0, reader.info.frames - early.frames)])
             if progress is not None:
                 progress(reader.frames / rate)
         if back is not None:
             flush = back.resample_chunk(np.zeros((0, self.num_sources), np.float32), last=True)
             peak = max(peak, _write_scratch(scratch, flush, reader.info.path))
             if early is not None:
-                early.write(flush[: reader.info.frames - early.frames])
+                early.write(flush[: max(0, reader.info.frames - early.frames)])
         if early is not None:
             # Resampling can end a few samples short of the input: pad with silence.
             missing = max(0, reader.info.frames - early.frames)

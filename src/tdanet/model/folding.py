@@ -258,9 +258,9 @@ def keep_freed_memory() -> bool:
     """Make glibc keep freed memory for reuse in this process (and in processes it forks
     later); False where there is no ``mallopt`` (not glibc).
 
-    Tensors over 128 KiB otherwise come from fresh mappings that the kernel faults in and
-    zeroes on first write and that are unmapped when freed, so every call of the fast path
-    pays for its large tensors twice. Kept, a fresh tensor costs no more than a reused buffer
+    By default glibc serves large allocations (over 128 KiB, adaptively up to 32 MiB) from
+    fresh mappings that the kernel faults in and zeroes on first write and that are unmapped
+    when freed, so every call of the fast path pays for its large tensors twice. Kept, a fresh tensor costs no more than a reused buffer
     and depthwise convolutions write new outputs directly (full-size TDANet, one thread:
     -11 % CPU time per call on 10 s and 60 s). The process then holds on to up to 1 GiB that
     it freed.
@@ -268,7 +268,7 @@ def keep_freed_memory() -> bool:
     global _freed_memory_kept
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no C library by that name, or no mallopt
         return False
     # Both at once: setting either turns off glibc's adaptive mmap threshold.
     kept = bool(

@@ -46,8 +46,8 @@ def copy_sources(channels: int, factor: int) -> tuple[torch.Tensor, torch.Tensor
 
 def widen_in_channels(model: TDANet, width: int, noise: float = 1e-3, seed: int = 0) -> TDANet:
     """A new TDANet with ``in_channels`` = ``width`` (a multiple k of the model's) computing
-    the same function as ``model`` up to ``noise`` (relative to each tensor's RMS), which
-    breaks the symmetry of the copies. Only ``attention="frame"`` (the release's): across
+    the same function as ``model`` up to ``noise`` (relative to each grown tensor's RMS),
+    which breaks the symmetry of the copies. Only ``attention="frame"`` (the release's): across
     frames the heads would regroup the channels.
     """
     config = model.config
@@ -72,7 +72,7 @@ def widen_in_channels(model: TDANet, width: int, noise: float = 1e-3, seed: int 
         key = name.removeprefix("sm.unet.")
         rule = next(dims for pattern, dims in _RULES if re.fullmatch(pattern, key))
         grown = _grow(tensor, rule, sources, factor)
-        if noise:
+        if noise and grown.shape != tensor.shape:
             scale = noise * grown.pow(2).mean().sqrt()
             grown = grown + scale * torch.randn(grown.shape, generator=generator)
         state[name] = grown
