@@ -4,8 +4,9 @@
 by; :func:`speech_segments` turns the energies into (start, end, speaker) segments: an
 output speaks in a frame when its smoothed energy is within :data:`ACTIVE_FLOOR_DB` of the
 recording's loud speech and within :func:`dominance_db` of the loudest output there (a
-margin set above the outputs' leakage), and short pauses and blips are bridged or dropped. :func:`write_rttm` and :func:`write_csv`
-write them; :func:`single_speaker` says when one output holds nearly all the speech.
+margin set above the outputs' leakage), and short pauses and blips are bridged or dropped.
+:func:`write_rttm` and :func:`write_csv` write them; :func:`single_speaker` says when one
+output holds nearly all the speech.
 """
 
 from __future__ import annotations
