@@ -163,9 +163,10 @@ def test_gln_scale_shift_matches_global_layer_norm_of_an_affine_map() -> None:
 
 
 @pytest.mark.parametrize("frames", [50, 1200])  # the small and the chunked total moments
-def test_gln_from_total_moments_matches_global_layer_norm(frames: int) -> None:
+@pytest.mark.parametrize("batch", [1, 2])  # one item takes scalar arithmetic
+def test_gln_from_total_moments_matches_global_layer_norm(frames: int, batch: int) -> None:
     norm = randomize_(GlobalLayerNorm(256))
-    x = torch.randn(2, frames, 256) * 3 + 1  # (batch, T, C)
+    x = torch.randn(batch, frames, 256) * 3 + 1  # (batch, T, C)
     moments = total_moments(x)
     assert torch.allclose(moments[1], x.double().square().sum((1, 2))[:, None], rtol=1e-6)
     scale, shift = gln_scale_shift(moments, frames, norm.gamma, norm.beta, norm.eps)

@@ -137,14 +137,17 @@ def _scalar_scale_shift(
 ) -> Affine:
     """:func:`gln_scale_shift` without a gain: each item's mean and 1 / std as Python floats
     (float64), which on a CPU costs a dozen fewer tensor operations per call."""
-    totals = torch.stack(moments).sum(-1).tolist()
     factors = []
-    for first, second in zip(*totals, strict=True):
+    for first, second in torch.stack(moments, -1).sum(1).tolist():
         mean = first / count
         factors.append((mean, 1.0 / math.sqrt(max(second / count - mean * mean, 0.0) + eps)))
-    mean, inv_std = torch.tensor(factors, dtype=gamma.dtype).unsqueeze(-1).unbind(1)
-    scale = gamma * inv_std
-    return scale.unsqueeze(-2), torch.addcmul(beta, mean, scale, value=-1.0).unsqueeze(-2)
+    if len(factors) == 1:  # one item: scalar arithmetic, no per-item tensors
+        (mean, inv_std), channels = factors[0], gamma.shape[-1]
+        scale = gamma * inv_std
+        return scale.view(1, 1, channels), torch.add(beta, scale, alpha=-mean).view(1, 1, channels)
+    mean_t, inv_std_t = torch.tensor(factors, dtype=gamma.dtype).unsqueeze(-1).unbind(1)
+    scale = gamma * inv_std_t
+    return scale.unsqueeze(-2), torch.addcmul(beta, mean_t, scale, value=-1.0).unsqueeze(-2)
 
 
 def nearest_runs(index: torch.Tensor) -> list[Run] | None:
@@ -182,10 +185,10 @@ def upsampled_multiply_add_(
     repeat axis, so the upsampled guides are never written.
     """
     batch, _, channels = d.shape
+    mul, add = mul.unsqueeze(2), add.unsqueeze(2)  # once per call: narrow() per run below
     for row, source, count, repeat in runs:
-        rows = d[:, row : row + count * repeat].view(batch, count, repeat, channels)
-        guides = slice(source, source + count)
-        torch.addcmul(add[:, guides, None], rows, mul[:, guides, None], out=rows)
+        rows = d.narrow(1, row, count * repeat).view(batch, count, repeat, channels)
+        torch.addcmul(add.narrow(1, source, count), rows, mul.narrow(1, source, count), out=rows)
     return d
 
 
