@@ -14,6 +14,7 @@ from .attention import FoldedGlobalAttention, GlobalAttention
 from .config import TDANetConfig
 from .folding import Affine, FoldContext, Moments, frozen, total_moments
 from .layers import (
+    ChannelAffine,
     ConvNorm,
     FoldedDepthwiseNorm,
     FoldedFusion,
@@ -206,9 +207,7 @@ class UnfoldedUBlock(nn.Module):
         self.num_blocks = config.num_blocks
         self.unet = UBlock(config)
         channels = config.out_channels
-        self.concat_block = nn.Sequential(
-            nn.Conv1d(channels, channels, 1, groups=channels), nn.PReLU()
-        )
+        self.concat_block = nn.Sequential(ChannelAffine(channels), nn.PReLU())
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         """(batch, out_channels, frames) -> (batch, out_channels, frames)."""
