@@ -29,6 +29,7 @@ from torch import nn
 
 from .fast import optimize_for_inference
 from .model import PRESETS, TFACM, TDANet, TDANetConfig
+from .model.layers import ChannelAffine
 
 # Table 3 of the paper (MACs per second of 16 kHz audio).
 PAPER_MACS: dict[str, float] = {"tdanet": 4.7e9, "tdanet-large": 9.1e9}
@@ -93,22 +94,35 @@ def count_macs(model: TDANet | TFACM, seconds: float) -> int:
 
     ptflops' aten backend does not see inside ``aten.lstm``, so LSTM layers (TFACM's) are
     counted here from the shapes they run on: :func:`lstm_macs_per_step` per step and sequence.
+    Nor does it count element-wise products, so the kernel-1 depthwise convolutions that run
+    as one (:class:`~tdanet.model.layers.ChannelAffine`) are counted as the convolutions
+    they are: one MAC per output element, one more with a bias.
     """
     from ptflops import get_model_complexity_info
 
     samples = max(1, round(seconds * model.config.sample_rate))
-    lstm_macs = 0
+    extra_macs = 0
 
     def count_lstm(module: nn.Module, inputs: tuple[Any, ...], _output: Any) -> None:
-        nonlocal lstm_macs
+        nonlocal extra_macs
         assert isinstance(module, nn.LSTM)
         if not isinstance(inputs[0], torch.Tensor):
             raise TypeError("count_macs: LSTM inputs must be tensors (no PackedSequence)")
         steps = inputs[0].shape[:-1].numel()  # (B, T, I), (T, B, I) or unbatched (T, I)
-        lstm_macs += steps * lstm_macs_per_step(module)
+        extra_macs += steps * lstm_macs_per_step(module)
 
-    lstms = [m for m in model.modules() if isinstance(m, nn.LSTM)]
-    handles = [m.register_forward_hook(count_lstm) for m in lstms]
+    def count_affine(module: nn.Module, _inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        nonlocal extra_macs
+        extra_macs += output.numel() * (1 if getattr(module, "bias", None) is None else 2)
+
+    handles = [
+        m.register_forward_hook(count_lstm) for m in model.modules() if isinstance(m, nn.LSTM)
+    ]
+    handles += [
+        m.register_forward_hook(count_affine)
+        for m in model.modules()
+        if isinstance(m, ChannelAffine)
+    ]
     try:
         macs, _ = get_model_complexity_info(
             model,
@@ -122,7 +136,7 @@ def count_macs(model: TDANet | TFACM, seconds: float) -> int:
     finally:
         for handle in handles:
             handle.remove()
-    return int(macs or 0) + lstm_macs
+    return int(macs or 0) + extra_macs
 
 
 def time_per_second(
