@@ -263,10 +263,10 @@ def keep_freed_memory() -> bool:
 
     By default glibc serves large allocations (over 128 KiB, adaptively up to 32 MiB) from
     fresh mappings that the kernel faults in and zeroes on first write and that are unmapped
-    when freed, so every call of the fast path pays for its large tensors twice. Kept, a fresh tensor costs no more than a reused buffer
-    and depthwise convolutions write new outputs directly (full-size TDANet, one thread:
-    -11 % CPU time per call on 10 s and 60 s). The process then holds on to up to 1 GiB that
-    it freed.
+    when freed, so every call of the fast path pays for its large tensors twice. Kept, a
+    fresh tensor costs no more than a reused buffer and depthwise convolutions write new
+    outputs directly (full-size TDANet, one thread: -11 % CPU time per call on 10 s and
+    60 s). The process then holds on to up to 1 GiB that it freed.
     """
     global _freed_memory_kept
     try:
