@@ -12,7 +12,7 @@ from torch import nn
 
 from .config import AttentionMode
 from .folding import DepthwiseConv, FoldContext, TimeMajor, frozen
-from .layers import ConvNorm, FoldedProjection, drop_path
+from .layers import ConvNorm, DepthwiseConv1d, FoldedProjection, drop_path
 
 
 def sinusoid_table(length: int, channels: int) -> torch.Tensor:
@@ -174,7 +174,7 @@ class FeedForward(nn.Module):
         super().__init__()
         hidden = 2 * channels
         self.fc1 = ConvNorm(channels, hidden, 1, bias=False)
-        self.dwconv = nn.Conv1d(hidden, hidden, 5, padding=2, groups=hidden)
+        self.dwconv = DepthwiseConv1d(hidden, 5)
         self.fc2 = ConvNorm(hidden, channels, 1, bias=False)
         self.dropout = nn.Dropout(dropout)
 
