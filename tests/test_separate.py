@@ -170,7 +170,9 @@ def test_overlap_add_reassembles_consistently_ordered_chunks() -> None:
 def test_alignment_keeps_speakers_across_loudness_swaps_and_silences() -> None:
     sources = swapping_sources()
     oracle = OracleModel(sources)
-    separator = Separator(oracle, chunk_seconds=1.0, overlap_seconds=0.25)
+    # Exactness of the alignment alone: the pause gate would also lower the quieter source
+    # where it falls 20-26 dB below the other.
+    separator = Separator(oracle, chunk_seconds=1.0, overlap_seconds=0.25, pause_gate=False)
     estimates = separator.separate(sources.sum(axis=0), RATE)
     # The oracle really shuffled: without alignment the speakers would jump between outputs.
     assert len(set(oracle.orders)) == 2 and len(oracle.orders) == 8
@@ -185,11 +187,35 @@ def test_alignment_with_three_sources() -> None:
     third = 0.2 * rng.standard_normal(sources.shape[1]) * (np.arange(sources.shape[1]) < 5.2 * RATE)
     sources = np.vstack([sources, third[np.newaxis]]).astype(np.float32)
     oracle = OracleModel(sources, seed=3)
-    estimates = Separator(oracle, chunk_seconds=1.0, overlap_seconds=0.25).separate(
-        sources.sum(axis=0), RATE
-    )
+    estimates = Separator(
+        oracle, chunk_seconds=1.0, overlap_seconds=0.25, pause_gate=False
+    ).separate(sources.sum(axis=0), RATE)
     assert len(set(oracle.orders)) > 2
     assert match_error(estimates, sources) < 1e-3
+
+
+def test_pause_gate_lowers_leakage_through_long_pauses_only() -> None:
+    sources = swapping_sources()
+    leaky = sources + 0.1 * sources[::-1]  # each output leaks the other voice, 20 dB down
+    mixture = leaky.sum(axis=0)
+    gated, plain = (
+        Separator(
+            OracleModel(leaky), chunk_seconds=1.0, overlap_seconds=0.25, pause_gate=gate
+        ).separate(mixture, RATE)
+        for gate in (True, False)
+    )
+    assert match_error(plain, leaky) < 1e-3
+
+    def level_db(x: np.ndarray, start: float, end: float) -> float:
+        part = x[round(start * RATE) : round(end * RATE)].astype(np.float64)
+        return float(10 * np.log10(part @ part))
+
+    # Source 2 is silent from 2.0 to 3.2 s: its output holds only leakage there.
+    drop = level_db(plain[1], 2.2, 3.0) - level_db(gated[1], 2.2, 3.0)
+    assert 18.0 < drop < 22.0
+    # Where both talk at similar levels, nothing changes.
+    both = slice(round(3.5 * RATE), round(4.3 * RATE))
+    np.testing.assert_array_equal(gated[:, both], plain[:, both])
 
 
 def test_input_shorter_than_a_chunk_equals_unchunked_model_output() -> None:
@@ -273,7 +299,7 @@ def test_separate_file_streams_chunks_like_the_array_path(tmp_path: Path) -> Non
     mixture = sources.sum(axis=0)
     sf.write(tmp_path / "mix.wav", mixture, RATE, subtype="FLOAT")
     oracle = OracleModel(sources)
-    separator = Separator(oracle, chunk_seconds=1.0, overlap_seconds=0.25)
+    separator = Separator(oracle, chunk_seconds=1.0, overlap_seconds=0.25, pause_gate=False)
     outputs = separator.separate_file(tmp_path / "mix.wav", tmp_path / "out", subtype="FLOAT")
     assert outputs == output_paths("mix.wav", tmp_path / "out", 2)
     assert [p.name for p in outputs] == ["mix_spk1.wav", "mix_spk2.wav"]
@@ -531,7 +557,10 @@ def test_outputs_written_in_the_first_pass_equal_those_of_the_second(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rate: int
 ) -> None:
     separator = Separator(
-        randomize_(load_model("tdanet-tiny")), chunk_seconds=1.0, overlap_seconds=0.25
+        randomize_(load_model("tdanet-tiny")),
+        chunk_seconds=1.0,
+        overlap_seconds=0.25,
+        pause_gate=False,
     )
     signal = 0.1 * np.random.default_rng(5).standard_normal(3 * rate + 7)
     sf.write(tmp_path / "in.wav", signal.astype(np.float32), rate, subtype="FLOAT")
@@ -543,7 +572,7 @@ def test_outputs_written_in_the_first_pass_equal_those_of_the_second(
         lambda self: discarded.append(self) or real_discard(self),
     )
     early = separator.separate_file(tmp_path / "in.wav", tmp_path / "early")
-    assert discarded == []  # kept: no gain below 1, no merging
+    assert discarded == []  # kept: no gain below 1, no merging, no gate
     real_first_pass = Separator._first_pass
     monkeypatch.setattr(  # nothing written early: the second pass writes the outputs
         Separator,

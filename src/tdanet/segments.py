@@ -6,7 +6,8 @@ output speaks in a frame when its smoothed energy is within :data:`ACTIVE_FLOOR_
 recording's loud speech and within :func:`dominance_db` of the loudest output there (a
 margin set above the outputs' leakage), and short pauses and blips are bridged or dropped.
 :func:`write_rttm` and :func:`write_csv` write them; :func:`single_speaker` says when one
-output holds nearly all the speech.
+output holds nearly all the speech. :func:`pause_gains` lowers each output through its long
+pauses, where what remains is the model's leakage of the other voices.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ LEAK_MARGIN_DB = 6.0
 MIN_DOMINANCE_DB, MAX_DOMINANCE_DB = 3.0, 30.0
 # One output with more than this share of the speech time means a single speaker.
 SINGLE_SPEAKER_SHARE = 0.97
+# Pauses of an output (more than PAUSE_DOMINANCE_DB below the loudest) at least this long
+# are lowered by PAUSE_GATE_DB, with ramps of PAUSE_RAMP_SECONDS inside them: a fixed margin,
+# as the adaptive one drops quieter talkers in overlapped speech (docs/separate.md).
+PAUSE_DOMINANCE_DB = 8.0
+PAUSE_MIN_SECONDS = 1.0
+PAUSE_GATE_DB = 20.0
+PAUSE_RAMP_SECONDS = 0.05
 
 Segment = tuple[float, float, int]
 
@@ -76,10 +84,10 @@ def _runs(active: np.ndarray) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
-def activity(energies: np.ndarray) -> np.ndarray:
-    """(C, F) bool: where each output speaks (see the module docstring); bridges pauses
-    shorter than :data:`MIN_GAP_SECONDS` and drops runs shorter than
-    :data:`MIN_SEGMENT_SECONDS`."""
+def activity(energies: np.ndarray, dominance: float | None = None) -> np.ndarray:
+    """(C, F) bool: where each output speaks (see the module docstring), within ``dominance``
+    dB of the loudest output (default :func:`dominance_db`); bridges pauses shorter than
+    :data:`MIN_GAP_SECONDS` and drops runs shorter than :data:`MIN_SEGMENT_SECONDS`."""
     width = max(1, round(SMOOTH_SECONDS / FRAME_SECONDS))
     kernel = np.ones(width) / width
     smooth = np.array([np.convolve(row, kernel, mode="same") for row in energies])
@@ -87,7 +95,8 @@ def activity(energies: np.ndarray) -> np.ndarray:
         return np.zeros(energies.shape, bool)
     loudest = smooth.max(axis=0)
     floor = np.percentile(loudest, 95) * 10 ** (-ACTIVE_FLOOR_DB / 10)
-    dominance = dominance_db(smooth, loudest >= floor)
+    if dominance is None:
+        dominance = dominance_db(smooth, loudest >= floor)
     active = (smooth >= floor) & (smooth >= loudest * 10 ** (-dominance / 10))
     for row in active:
         runs = _runs(row)
@@ -164,3 +173,44 @@ def segment_paths(path: str | os.PathLike[str], out_dir: str | os.PathLike[str])
     """``out_dir/<stem>.rttm`` and ``out_dir/<stem>_segments.csv`` for input ``path``."""
     stem = os.path.splitext(os.path.basename(path))[0]
     return os.path.join(out_dir, f"{stem}.rttm"), os.path.join(out_dir, f"{stem}_segments.csv")
+
+
+def pause_gains(
+    energies: np.ndarray,
+    *,
+    depth_db: float = PAUSE_GATE_DB,
+    min_seconds: float = PAUSE_MIN_SECONDS,
+) -> np.ndarray:
+    """(C, F) gain per frame of each output: 1 where it speaks or pauses briefly, and
+    ``depth_db`` lower inside each pause of at least ``min_seconds`` (:func:`activity` with
+    :data:`PAUSE_DOMINANCE_DB`),
+    reached over :data:`PAUSE_RAMP_SECONDS` ramps inside the pause so that speech keeps its
+    edges. A separated output's long pauses hold the model's leakage of the other voices."""
+    gains = np.ones(energies.shape, np.float64)
+    if not gains.size:
+        return gains
+    floor = 10 ** (-depth_db / 20)
+    ramp = max(1, round(PAUSE_RAMP_SECONDS / FRAME_SECONDS))
+    for row, active in zip(gains, activity(energies, PAUSE_DOMINANCE_DB), strict=True):
+        for start, end in _runs(~active):
+            if (end - start) * FRAME_SECONDS < min_seconds:
+                continue
+            inside = np.arange(end - start, dtype=np.float64)
+            # Frames from the neighbouring speech on each side (none: a file edge).
+            left = inside + 1 if start > 0 else np.full(end - start, np.inf)
+            right = end - start - inside if end < len(row) else np.full(end - start, np.inf)
+            edge = np.minimum(left, right)
+            row[start:end] = np.where(edge >= ramp, floor, 1 + (floor - 1) * edge / ramp)
+    return gains
+
+
+def gains_at(gains: np.ndarray, start: int, count: int, sample_rate: int) -> np.ndarray:
+    """(C, count) float32 gains of samples ``start`` ... ``start + count - 1`` at
+    ``sample_rate`` from per-frame ``gains`` (C, F): linear between frame centres."""
+    if not gains.shape[1]:
+        return np.ones((len(gains), count), np.float32)
+    centres = (np.arange(gains.shape[1]) + 0.5) * FRAME_SECONDS
+    times = (np.arange(start, start + count) + 0.5) / sample_rate
+    return np.array([np.interp(times, centres, row) for row in gains], np.float32).reshape(
+        len(gains), count
+    )

@@ -47,7 +47,14 @@ from .errors import AudioContentError, AudioWriteError, CheckpointError
 from .fast import optimize_for_inference
 from .model import TDANetConfig
 from .pretrained import DEFAULT_MODEL, load_model, require_tdanet
-from .segments import FrameEnergy, Segment, frame_energies, speech_segments
+from .segments import (
+    FrameEnergy,
+    Segment,
+    frame_energies,
+    gains_at,
+    pause_gains,
+    speech_segments,
+)
 from .speakers import Features, VoiceProfiles, route_lone_voice, voice_features
 
 # 30 s chunks: fewer borders to align and more context per call; on the test conversations
@@ -387,6 +394,8 @@ class Separator:
     see :class:`OverlapAdd`). ``route_lone_voices`` moves a voice talking alone wholly into
     its speaker's output, and a recording that seems to hold one voice wholly into output 1
     (off by default: it can also swallow a speaker much quieter than the other).
+    ``pause_gate`` lowers each output through its pauses of a second or more, where the
+    model leaks the other voices (:func:`tdanet.segments.pause_gains`; on by default).
     ``workers`` chunks of a long recording are separated at once: in forked processes with
     the torch backend on a CPU where that is safe (:func:`fork_is_safe`), else in threads
     (give torch one intra-op thread then: ``torch.set_num_threads(1)``); the output is the
@@ -405,6 +414,7 @@ class Separator:
         backend: str = "torch",
         align: str = "voices",
         route_lone_voices: bool = False,
+        pause_gate: bool = True,
         workers: int = 1,
         precision: str = "fp32",
     ) -> None:
@@ -416,6 +426,7 @@ class Separator:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.align = align
         self.route_lone_voices = route_lone_voices
+        self.pause_gate = pause_gate
         self.workers = workers
         # Frame energies (C, F) of the last separated recording's outputs, for speech_segments.
         self.last_energies: np.ndarray | None = None
@@ -505,6 +516,9 @@ class Separator:
         sources = audio.fit_length(
             audio.resample(sources, self.sample_rate, sample_rate), mono.shape[0]
         )
+        if self.pause_gate:
+            gains = pause_gains(self.last_energies)
+            sources = sources * gains_at(gains, 0, sources.shape[1], sample_rate)
         peak = float(np.abs(sources).max())
         _check_output_peak(peak, name)
         sources = sources * np.float32(audio.peak_limit_gain(peak))
@@ -533,10 +547,11 @@ class Separator:
         passes with memory bounded by the chunk size. A silent file is refused before any
         model call (:func:`tdanet.audio.is_silent`); pass 1 streams the file through the
         model into a float32 scratch file in ``out_dir`` and records the output peak; pass 2
-        applies :func:`tdanet.audio.peak_limit_gain` and writes the outputs under temporary
-        names, renamed when all are complete. Where the header gives the length, pass 1 also
-        writes the outputs as they come, and they are kept unless pass 2 would change them (a
-        gain below 1, or lone-voice merging): pass 2 is then skipped. Existing outputs are
+        applies :func:`tdanet.audio.peak_limit_gain` (and the pause gate) and writes the
+        outputs under temporary names, renamed when all are complete. Where the header gives
+        the length, pass 1 also writes the outputs as they come, and they are kept unless pass
+        2 would change them (a gain below 1, lone-voice merging, or a pause to gate): pass 2 is
+        then skipped. Existing outputs are
         refused unless ``overwrite``. Temporary outputs that a killed run left for these
         names are removed
         (:func:`tdanet.atomic.remove_stale_temporaries`). A WAV file shorter than its header
@@ -589,10 +604,14 @@ class Separator:
                 peak = self._first_pass(reader, scratch, progress, early)
                 gain = np.float32(audio.peak_limit_gain(peak))
                 merge = self.single_voice and self.route_lone_voices
+                assert self.last_energies is not None
+                pauses = pause_gains(self.last_energies) if self.pause_gate else None
+                gated = pauses is not None and bool((pauses < 1.0).any())
                 if (
                     early is not None
                     and gain == 1.0
                     and not merge
+                    and not gated
                     and early.frames == reader.frames
                 ):
                     return outputs
@@ -611,6 +630,9 @@ class Separator:
                     block = audio.fit_length(block.T, frames).T
                     if merge:
                         block = merge_into_first(block.T).T
+                    if gated:
+                        assert pauses is not None
+                        block = block * gains_at(pauses, written, frames, info.sample_rate).T
                     writer.write(block * gain)
                     written += frames
         return outputs

@@ -388,3 +388,25 @@ def test_precision_option_offers_the_library_precisions_and_separates(tmp_path: 
     out = tmp_path / "out"
     assert main(["separate", str(path), "-o", str(out), "--precision", "bf16", *MODEL]) == 0
     assert files_under(out) == ["clip_spk1.wav", "clip_spk2.wav"]
+
+
+def test_no_pause_gate_keeps_what_the_model_gives_through_pauses(tmp_path: Path) -> None:
+    rate = 16_000
+    speech = speech_like(3.0, rate)[:, 0]
+    hush = 1e-3 * np.random.default_rng(1).standard_normal(2 * rate).astype(np.float32)
+    sf.write(tmp_path / "talk.wav", np.concatenate([speech, hush, speech]), rate)
+    outputs = {}
+    for name, extra in (("gated", ()), ("plain", ("--no-pause-gate",))):
+        args = ["separate", str(tmp_path / "talk.wav"), "-o", str(tmp_path / name)]
+        assert seeded([*args, *MODEL, "--bit-depth", "32", "--quiet", *extra]) == 0
+        outputs[name] = np.stack([sf.read(tmp_path / name / f"talk_spk{i}.wav")[0] for i in (1, 2)])
+    pause = slice(round(3.3 * rate), round(4.7 * rate))
+    ratio = (outputs["gated"][:, pause] ** 2).sum() / (outputs["plain"][:, pause] ** 2).sum()
+    assert 10 * np.log10(ratio) == pytest.approx(-20.0, abs=1.0)
+    # Where the input speaks, the louder output is kept as it is (the untrained model's other
+    # output may stay 8 dB or more below it: a pause too).
+    speaking = slice(rate // 2, round(2.5 * rate))
+    loud = int(np.argmax((outputs["plain"][:, speaking] ** 2).sum(axis=1)))
+    np.testing.assert_array_equal(
+        outputs["gated"][loud, speaking], outputs["plain"][loud, speaking]
+    )

@@ -88,6 +88,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="move a voice talking alone wholly into its speaker's output, and a recording "
         "of one voice into spk1 (can also swallow a much quieter second speaker)",
     )
+    parser.add_argument(
+        "--no-pause-gate",
+        dest="pause_gate",
+        action="store_false",
+        help="keep each output as the model gives it through its pauses (by default an output "
+        "is lowered 20 dB where it is silent for a second or more: the model's leakage of the "
+        "other voice)",
+    )
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--overwrite", action="store_true", help="replace existing output files")
     existing.add_argument(
@@ -133,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             overlap_seconds=overlap,
             backend=args.backend,
             route_lone_voices=args.lone_voices,
+            pause_gate=args.pause_gate,
             workers=workers,
             precision=args.precision,
         )
