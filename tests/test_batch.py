@@ -5,9 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from tdanet.audio import InputFile
 from tdanet.batch import BatchOptions, separate_many
+from tdanet.model import PRESETS
 from tdanet.separate import Separator
 
 
@@ -54,3 +56,34 @@ def test_skip_existing_and_overwrite(tmp_path: Path, separator: Separator) -> No
     assert next(separate_many(separator, files, out, BatchOptions(overwrite=True))).status == "done"
     with pytest.raises(ValueError, match="exclude each other"):
         next(separate_many(separator, files, out, BatchOptions(overwrite=True, skip_existing=True)))
+
+
+class FixedOutputs:
+    """A stand-in model whose outputs are fixed functions of time: ``single`` puts all of a
+    200 Hz tone in output 1 (a recording of one voice, cleanly kept apart); otherwise the
+    tone and a noise take turns every second (two different voices)."""
+
+    def __init__(self, single: bool) -> None:
+        self.config = PRESETS["tdanet-tiny"]
+        self.single = single
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        length = batch.shape[-1]
+        t = torch.arange(length) / 16000
+        tone = 0.3 * torch.sin(2 * torch.pi * 200 * t)
+        if self.single:
+            return torch.stack([tone, 1e-4 * tone])[None]
+        hiss = 0.1 * torch.randn(length, generator=torch.Generator().manual_seed(length))
+        first = ((t % 2) < 1).float()
+        return torch.stack([tone * first, hiss * (1 - first)])[None]
+
+
+@pytest.mark.parametrize("single", [True, False])
+def test_a_recording_of_one_voice_gets_a_note(tmp_path: Path, single: bool) -> None:
+    path = noise(tmp_path / "in.wav", seconds=6.0)
+    separator = Separator(FixedOutputs(single), chunk_seconds=1.0, overlap_seconds=0.25)
+    (outcome,) = separate_many(
+        separator, [InputFile(path, Path())], tmp_path / "out", BatchOptions()
+    )
+    noted = any("seems to hold a single speaker" in note for note in outcome.notes)
+    assert outcome.status == "done" and noted == single

@@ -1,0 +1,104 @@
+"""Nine 10-minute conversations of held-out voices: the fixture's two and seven pairs from the
+corpus, per model, with and without the pause gate (issues 11 and 12).
+
+    python benchmarks/bench_conversations.py --corpus data/corpus-real MODEL [MODEL ...]
+
+The conversations are ``tests/conversation.py``'s (turn-taking, pauses, about 19 %
+overlapped speech, the second speaker 6 dB quieter): the Tux Paint fixture voices with seeds
+0 and 1, and seven pairs of the demo recipes' other held-out voices (``PAIRS``; clips
+trimmed and levelled as in ``bench_stitching.py``). One row per model, gate setting and
+conversation (speaker changes between 10 s windows, whole-file SI-SNRi, the share of
+single-talker stretches whose silent speaker's output is 20 dB down, frame agreement of the
+speech segments), and a row of totals and means per model and gate setting. The default
+alignment and chunking throughout; one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_stitching import corpus_clips
+from tests.conversation import (
+    Conversation,
+    build_conversation,
+    frame_agreement,
+    inactive_levels,
+    si_snri_report,
+    speaker_changes,
+    whole_order,
+)
+
+from tdanet.separate import Separator
+
+# (label, speakers or None for the fixture, seed): fixed before any model was scored on them.
+PAIRS: tuple[tuple[str, tuple[str, str] | None, int], ...] = (
+    ("tuxpaint el/da seed 0", None, 0),
+    ("tuxpaint el/da seed 1", None, 1),
+    ("asterisk carlo/june", ("asterisk-carlo", "asterisk-june"), 0),
+    ("fillets linux-1 / klettres ar", ("fillets-linux-1", "klettres-ar"), 0),
+    ("fillets linux-2 / klettres da", ("fillets-linux-2", "klettres-da"), 0),
+    ("fillets viking2-5 / ktuberling fr", ("fillets-viking2-5", "ktuberling-fr"), 0),
+    ("fillets captain-leb / asterisk carlo", ("fillets-captain-leb", "asterisk-carlo"), 0),
+    ("fillets keys-3 / keys-4", ("fillets-keys-3", "fillets-keys-4"), 0),
+    ("asterisk june / klettres ar", ("asterisk-june", "klettres-ar"), 1),
+)
+
+
+def conversations(corpus: Path) -> list[tuple[str, Conversation]]:
+    built = []
+    for label, speakers, seed in PAIRS:
+        clips = None
+        if speakers is not None:
+            clips = (corpus_clips(corpus, speakers[0]), corpus_clips(corpus, speakers[1]))
+        built.append((label, build_conversation(clips, seed=seed)))
+    return built
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--corpus", type=Path, required=True, help="tdanet corpus output")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    built = conversations(args.corpus)
+    print(
+        "| model | pause gate | conversation | changes | whole-file SI-SNRi | "
+        "silent >= 20 dB down | frame agreement |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for model in args.models:
+        for gate in (False, True):
+            separator = Separator(model, pause_gate=gate)
+            rows = []
+            for label, conv in built:
+                estimates = separator.separate(conv.mixture, conv.sample_rate)
+                changes = speaker_changes(estimates, conv)[1]
+                whole = si_snri_report(estimates, conv)[0]
+                silent = float((inactive_levels(estimates, conv) <= -20).mean())
+                order = whole_order(estimates, conv)
+                agreement = frame_agreement(separator.speech_segments(), conv, order)
+                rows.append((changes, whole, silent, agreement))
+                print(
+                    f"| {model} | {'on' if gate else 'off'} | {label} | {changes} | "
+                    f"{whole:.2f} | {silent:.0%} | {agreement:.1%} |",
+                    flush=True,
+                )
+            total = np.array(rows)
+            print(
+                f"| **{model}** | **{'on' if gate else 'off'}** | **all {len(rows)} (sum / mean)**"
+                f" | **{total[:, 0].sum():.0f}** | **{total[:, 1].mean():.2f}** | "
+                f"**{total[:, 2].mean():.0%}** | **{total[:, 3].mean():.1%}** |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
