@@ -9,24 +9,28 @@ from torch import nn
 from tdanet.model.layers import ChannelAffine, ConvNorm, DepthwiseConv1d, GlobalLayerNorm
 
 
-@pytest.mark.parametrize("bias", [True, False])
-def test_channel_affine_is_a_kernel_one_depthwise_conv(bias: bool) -> None:
-    torch.manual_seed(0)
-    fast = ChannelAffine(6, bias=bias)
-    conv = nn.Conv1d(6, 6, 1, groups=6, bias=bias)
+def assert_trains_like(fast: nn.Conv1d, conv: nn.Conv1d, frames: int) -> torch.Tensor:
+    """``fast`` with ``conv``'s weights gives its outputs and gradients; returns fast's output."""
     conv.load_state_dict(fast.state_dict())
-    x = torch.randn(3, 6, 40, requires_grad=True)
+    x = torch.randn(3, conv.in_channels, frames, requires_grad=True)
     y = x.detach().clone().requires_grad_()
     out_fast, out_conv = fast(x), conv(y)
     assert torch.allclose(out_fast, out_conv, atol=1e-6)
-    upstream = torch.randn(3, 6, 40)
+    upstream = torch.randn_like(out_conv)
     (out_fast * upstream).sum().backward()
     (out_conv * upstream).sum().backward()
     assert x.grad is not None and torch.allclose(x.grad, y.grad, atol=1e-5)
     assert fast.weight.grad is not None and conv.weight.grad is not None
     assert torch.allclose(fast.weight.grad, conv.weight.grad, atol=1e-4)
-    if bias:
+    if conv.bias is not None:
         assert torch.allclose(fast.bias.grad, conv.bias.grad, atol=1e-4)
+    return out_fast
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_channel_affine_is_a_kernel_one_depthwise_conv(bias: bool) -> None:
+    torch.manual_seed(0)
+    assert_trains_like(ChannelAffine(6, bias=bias), nn.Conv1d(6, 6, 1, groups=6, bias=bias), 40)
 
 
 def test_conv_norm_keeps_its_state_dict_keys_for_kernel_one_depthwise() -> None:
@@ -40,22 +44,9 @@ def test_conv_norm_keeps_its_state_dict_keys_for_kernel_one_depthwise() -> None:
 @pytest.mark.parametrize(("kernel", "bias", "frames"), [(5, True, 40), (5, False, 3), (3, True, 1)])
 def test_depthwise_conv_trains_like_nn_conv1d(kernel: int, bias: bool, frames: int) -> None:
     torch.manual_seed(2)
-    fast = DepthwiseConv1d(6, kernel, bias=bias)
     conv = nn.Conv1d(6, 6, kernel, padding=kernel // 2, groups=6, bias=bias)
-    conv.load_state_dict(fast.state_dict())
-    x = torch.randn(3, 6, frames, requires_grad=True)
-    y = x.detach().clone().requires_grad_()
-    out_fast, out_conv = fast(x), conv(y)
-    assert out_fast.grad_fn is not None and "ShiftedTaps" in type(out_fast.grad_fn).__name__
-    assert torch.allclose(out_fast, out_conv, atol=1e-6)
-    upstream = torch.randn_like(out_conv)
-    (out_fast * upstream).sum().backward()
-    (out_conv * upstream).sum().backward()
-    assert x.grad is not None and torch.allclose(x.grad, y.grad, atol=1e-5)
-    assert fast.weight.grad is not None and conv.weight.grad is not None
-    assert torch.allclose(fast.weight.grad, conv.weight.grad, atol=1e-4)
-    if bias:
-        assert torch.allclose(fast.bias.grad, conv.bias.grad, atol=1e-4)
+    out = assert_trains_like(DepthwiseConv1d(6, kernel, bias=bias), conv, frames)
+    assert out.grad_fn is not None and "ShiftedTaps" in type(out.grad_fn).__name__
 
 
 def test_depthwise_conv_is_the_plain_convolution_outside_training() -> None:
