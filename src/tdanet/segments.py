@@ -183,9 +183,9 @@ def pause_gains(
 ) -> np.ndarray:
     """(C, F) gain per frame of each output: 1 where it speaks or pauses briefly, and
     ``depth_db`` lower inside each pause of at least ``min_seconds`` (:func:`activity` with
-    :data:`PAUSE_DOMINANCE_DB`),
-    reached over :data:`PAUSE_RAMP_SECONDS` ramps inside the pause so that speech keeps its
-    edges. A separated output's long pauses hold the model's leakage of the other voices."""
+    :data:`PAUSE_DOMINANCE_DB`), reached over :data:`PAUSE_RAMP_SECONDS` ramps inside the
+    pause so that speech keeps its edges. A separated output's long pauses hold the model's
+    leakage of the other voices."""
     gains = np.ones(energies.shape, np.float64)
     if not gains.size:
         return gains
