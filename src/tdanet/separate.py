@@ -471,8 +471,9 @@ class Separator:
 
         Returns the type given (numpy array, or torch tensor on the input's device), float32,
         at ``sample_rate``. Several channels are downmixed (averaged) to mono first. The
-        sources are scaled to sum back to the mixture (least squares, per chunk) and lowered
-        together if any would exceed :data:`tdanet.audio.PEAK_LIMIT`. Raises
+        sources are scaled to sum back to the mixture (least squares, per chunk), lowered
+        through their long pauses (``pause_gate``) and lowered together if any would exceed
+        :data:`tdanet.audio.PEAK_LIMIT`. Raises
         :class:`AudioContentError` for empty, too short, silent or non-finite input, naming the
         waveform ``name``.
         """
@@ -516,9 +517,9 @@ class Separator:
         sources = audio.fit_length(
             audio.resample(sources, self.sample_rate, sample_rate), mono.shape[0]
         )
-        if self.pause_gate:
-            gains = pause_gains(self.last_energies)
-            sources = sources * gains_at(gains, 0, sources.shape[1], sample_rate)
+        pauses = self._pause_gains()
+        if pauses is not None:
+            sources = sources * gains_at(pauses, 0, sources.shape[1], sample_rate)
         peak = float(np.abs(sources).max())
         _check_output_peak(peak, name)
         sources = sources * np.float32(audio.peak_limit_gain(peak))
@@ -551,9 +552,8 @@ class Separator:
         outputs under temporary names, renamed when all are complete. Where the header gives
         the length, pass 1 also writes the outputs as they come, and they are kept unless pass
         2 would change them (a gain below 1, lone-voice merging, or a pause to gate): pass 2 is
-        then skipped. Existing outputs are
-        refused unless ``overwrite``. Temporary outputs that a killed run left for these
-        names are removed
+        then skipped. Existing outputs are refused unless ``overwrite``. Temporary outputs
+        that a killed run left for these names are removed
         (:func:`tdanet.atomic.remove_stale_temporaries`). A WAV file shorter than its header
         says is separated as far as it goes, with a
         :class:`tdanet.audio.TruncatedAudioWarning`. ``progress`` is called with the seconds
@@ -604,14 +604,12 @@ class Separator:
                 peak = self._first_pass(reader, scratch, progress, early)
                 gain = np.float32(audio.peak_limit_gain(peak))
                 merge = self.single_voice and self.route_lone_voices
-                assert self.last_energies is not None
-                pauses = pause_gains(self.last_energies) if self.pause_gate else None
-                gated = pauses is not None and bool((pauses < 1.0).any())
+                pauses = self._pause_gains()
                 if (
                     early is not None
                     and gain == 1.0
                     and not merge
-                    and not gated
+                    and pauses is None
                     and early.frames == reader.frames
                 ):
                     return outputs
@@ -630,8 +628,7 @@ class Separator:
                     block = audio.fit_length(block.T, frames).T
                     if merge:
                         block = merge_into_first(block.T).T
-                    if gated:
-                        assert pauses is not None
+                    if pauses is not None:
                         block = block * gains_at(pauses, written, frames, info.sample_rate).T
                     writer.write(block * gain)
                     written += frames
@@ -698,6 +695,14 @@ class Separator:
         merged = self.single_voice and self.route_lone_voices
         self.last_energies = merge_into_first(energies) if merged else energies
         return peak
+
+    def _pause_gains(self) -> np.ndarray | None:
+        """The pause gate's (C, F) frame gains for the last recording separated, or None when
+        the gate is off or finds no pause to lower."""
+        if not self.pause_gate or self.last_energies is None:
+            return None
+        gains = pause_gains(self.last_energies)
+        return gains if bool((gains < 1.0).any()) else None
 
     def _joiner(self) -> OverlapAdd:
         """A fresh :class:`OverlapAdd` for one recording with this separator's settings."""

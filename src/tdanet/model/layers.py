@@ -110,7 +110,6 @@ class _ShiftedTaps(torch.autograd.Function):
         ctx: FunctionCtx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     ) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None  # type: ignore[attr-defined]
         taps, length = weight.shape[-1], x.shape[-1]
         padding = (taps - 1) // 2
         w = weight.view(-1, taps, 1)
@@ -145,7 +144,7 @@ class _ShiftedTaps(torch.autograd.Function):
                 out, inp = _tap_spans(tap, padding, length)
                 columns.append((grad[..., out] * x[..., inp]).sum((0, 2)))
             grad_w = torch.stack(columns, 1).view_as(weight)
-        if ctx.has_bias and needs[2]:  # type: ignore[attr-defined]
+        if needs[2]:  # False without a bias
             grad_b = grad.sum((0, 2))
         return grad_x, grad_w, grad_b
 
