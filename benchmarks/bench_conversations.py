@@ -26,15 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_stitching import corpus_clips
-from tests.conversation import (
-    Conversation,
-    build_conversation,
-    frame_agreement,
-    inactive_levels,
-    si_snri_report,
-    speaker_changes,
-    whole_order,
-)
+from tests.conversation import Conversation, build_conversation, score
 
 from tdanet.separate import Separator
 
@@ -80,11 +72,9 @@ def main() -> None:
             rows = []
             for label, conv in built:
                 estimates = separator.separate(conv.mixture, conv.sample_rate)
-                changes = speaker_changes(estimates, conv)[1]
-                whole = si_snri_report(estimates, conv)[0]
-                silent = float((inactive_levels(estimates, conv) <= -20).mean())
-                order = whole_order(estimates, conv)
-                agreement = frame_agreement(separator.speech_segments(), conv, order)
+                got = score(estimates, conv, separator.speech_segments())
+                silent = float((got.inactive_db <= -20).mean())
+                changes, whole, agreement = got.changes, got.whole_si_snri, got.agreement
                 rows.append((changes, whole, silent, agreement))
                 print(
                     f"| {model} | {'on' if gate else 'off'} | {label} | {changes} | "

@@ -27,16 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.conversation import (
-    build_conversation,
-    frame_agreement,
-    inactive_levels,
-    si_snri_report,
-    speaker_changes,
-    whole_order,
-)
+from tests.conversation import build_conversation, score
 
-from tdanet.segments import speech_segments
 from tdanet.separate import Separator
 
 VARIANTS = {
@@ -96,15 +88,13 @@ def main() -> None:
         for name, kwargs in VARIANTS.items():
             separator = Separator(args.model, **kwargs, **sizes)  # type: ignore[arg-type]
             estimates = separator.separate(conv.mixture, conv.sample_rate)
-            differ, changes = speaker_changes(estimates, conv)
-            whole, per_window = si_snri_report(estimates, conv)
-            levels = inactive_levels(estimates, conv)
-            segments = speech_segments(separator.last_energies)  # type: ignore[arg-type]
-            agreement = frame_agreement(segments, conv, whole_order(estimates, conv))
+            got = score(estimates, conv, separator.speech_segments())
+            levels = got.inactive_db
             print(
-                f"| {seed} (overlap {conv.overlap_share:.0%}) | {name} | {differ} / {changes} | "
-                f"{whole:.2f} / {per_window:.2f} | {(levels <= -20).mean():.0%} / "
-                f"{levels.max():+.1f} dB | {agreement:.1%} |",
+                f"| {seed} (overlap {conv.overlap_share:.0%}) | {name} | "
+                f"{got.windows_off} / {got.changes} | "
+                f"{got.whole_si_snri:.2f} / {got.window_si_snri:.2f} | "
+                f"{(levels <= -20).mean():.0%} / {levels.max():+.1f} dB | {got.agreement:.1%} |",
                 flush=True,
             )
 

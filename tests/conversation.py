@@ -213,3 +213,25 @@ def frame_agreement(
     for start, end, output in segments:
         predicted[speaker_of[output], round(start / frame_s) : round(end / frame_s)] = True
     return float((predicted == reference).all(axis=0).mean())
+
+
+@dataclass(frozen=True)
+class Score:
+    """What the benchmarks report of one separated conversation (see the functions above)."""
+
+    windows_off: int
+    changes: int
+    whole_si_snri: float
+    window_si_snri: float
+    inactive_db: np.ndarray
+    agreement: float
+
+
+def score(
+    estimates: np.ndarray, conv: Conversation, segments: list[tuple[float, float, int]]
+) -> Score:
+    """All of the measures above for ``estimates`` (C, T) and their speech ``segments``."""
+    differ, changes = speaker_changes(estimates, conv)
+    whole, per_window = si_snri_report(estimates, conv)
+    agreement = frame_agreement(segments, conv, whole_order(estimates, conv))
+    return Score(differ, changes, whole, per_window, inactive_levels(estimates, conv), agreement)
