@@ -60,28 +60,33 @@ def test_skip_existing_and_overwrite(tmp_path: Path, separator: Separator) -> No
 
 class FixedOutputs:
     """A stand-in model whose outputs are fixed functions of time: ``single`` puts all of a
-    200 Hz tone in output 1 (a recording of one voice, cleanly kept apart); otherwise the
-    tone and a noise take turns every second (two different voices)."""
+    200 Hz tone in output 1 and next to nothing in output 2 (a recording of one voice, cleanly
+    kept apart); ``alike`` has the tone take turns between the outputs every second (two
+    voices that sound alike); ``two`` the tone and a noise (two different voices)."""
 
-    def __init__(self, single: bool) -> None:
+    def __init__(self, kind: str) -> None:
         self.config = PRESETS["tdanet-tiny"]
-        self.single = single
+        self.kind = kind
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         length = batch.shape[-1]
         t = torch.arange(length) / 16000
         tone = 0.3 * torch.sin(2 * torch.pi * 200 * t)
-        if self.single:
-            return torch.stack([tone, 1e-4 * tone])[None]
         hiss = 0.1 * torch.randn(length, generator=torch.Generator().manual_seed(length))
+        if self.kind == "single":
+            return torch.stack([tone, 1e-4 * hiss])[None]
+        other = tone if self.kind == "alike" else hiss
         first = ((t % 2) < 1).float()
-        return torch.stack([tone * first, hiss * (1 - first)])[None]
+        return torch.stack([tone * first, other * (1 - first)])[None]
 
 
-@pytest.mark.parametrize("single", [True, False])
-def test_a_recording_of_one_voice_gets_a_note(tmp_path: Path, single: bool) -> None:
-    path = noise(tmp_path / "in.wav", seconds=6.0)
-    separator = Separator(FixedOutputs(single), chunk_seconds=1.0, overlap_seconds=0.25)
+@pytest.mark.parametrize(("kind", "single"), [("single", True), ("alike", False), ("two", False)])
+def test_a_recording_of_one_voice_gets_a_note(tmp_path: Path, kind: str, single: bool) -> None:
+    model = FixedOutputs(kind)
+    # The recording is the sum of the stand-in's outputs, so they keep their levels.
+    path = tmp_path / "in.wav"
+    sf.write(path, model(torch.zeros(1, 6 * 16000))[0].sum(dim=0).numpy(), 16000)
+    separator = Separator(model, chunk_seconds=10.0)
     (outcome,) = separate_many(
         separator, [InputFile(path, Path())], tmp_path / "out", BatchOptions()
     )

@@ -119,10 +119,11 @@ def separate_one(
             progress=None if progress is None else progress(info),
         )
     segments = separator.speech_segments()
-    if separator.single_voice or single_speaker(segments, separator.num_sources):
+    # Only the speech-time share: outputs that sound alike also come from two-speaker
+    # recordings with the shipped model (docs/separate.md).
+    if single_speaker(segments, separator.num_sources):
         notes.append(
-            f"{path}: seems to hold a single speaker (the outputs sound alike or one holds "
-            "nearly all the speech)"
+            f"{path}: seems to hold a single speaker (one output holds nearly all the speech)"
         )
     if options.segments:
         outputs += write_segments(path, out_dir, segments)
