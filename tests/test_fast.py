@@ -15,7 +15,9 @@ from tdanet.model.folding import (
     gln_scale_shift,
     nearest_runs,
     time_moments,
+    total_affine,
     total_moments,
+    upsampled_multiply_add_,
 )
 from tdanet.model.layers import GlobalLayerNorm
 from tdanet.model.ops import nearest_index
@@ -177,6 +179,27 @@ def test_gln_from_total_moments_matches_global_layer_norm(frames: int, batch: in
     assert all(
         torch.allclose(a, b, atol=1e-6) for a, b in zip(general, (scale, shift), strict=True)
     )
+
+
+@pytest.mark.parametrize("frames", [50, 1200])  # the small and the chunked sums
+@pytest.mark.parametrize("batch", [1, 2])
+def test_total_affine_is_the_global_layer_norm(frames: int, batch: int) -> None:
+    norm = randomize_(GlobalLayerNorm(256))
+    x = torch.randn(batch, frames, 256) * 3 + 1  # (batch, T, C)
+    scale, shift = total_affine(x, norm.gamma, norm.beta, norm.eps)
+    assert scale.shape == shift.shape == (batch, 1, 256)
+    expected = norm(x.transpose(1, 2)).transpose(1, 2)
+    assert torch.allclose(x * scale + shift, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(("source", "target"), [(64, 127), (64, 1010), (3, 5)])
+def test_upsampled_multiply_add_is_the_resized_product(source: int, target: int) -> None:
+    index = nearest_index(source, target, torch.device("cpu"))
+    runs = nearest_runs(index)
+    assert runs is not None
+    d, mul, add = torch.randn(2, target, 8), torch.randn(2, source, 8), torch.randn(2, source, 8)
+    expected = d * mul[:, index] + add[:, index]
+    assert torch.allclose(upsampled_multiply_add_(d, mul, add, runs), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize(("source", "target"), [(3, 5), (64, 1010), (505, 1010), (9, 4), (7, 7)])

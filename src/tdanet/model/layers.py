@@ -18,7 +18,7 @@ from .folding import (
     frozen,
     gln_scale_shift,
     time_moments,
-    total_moments,
+    total_affine,
     upsampled_multiply_add_,
 )
 from .ops import nearest_resize
@@ -73,6 +73,11 @@ class FoldedNorm(nn.Module):
     ) -> Affine:
         """:func:`~tdanet.model.folding.gln_scale_shift` with this norm's parameters."""
         return gln_scale_shift(moments, length, self.gamma, self.beta, self.eps, gain, offset)
+
+    def of(self, x: torch.Tensor) -> Affine:
+        """This gLN of x (batch, T, C) as ``x * scale + shift``
+        (:func:`~tdanet.model.folding.total_affine`)."""
+        return total_affine(x, self.gamma, self.beta, self.eps)
 
 
 class ChannelAffine(nn.Conv1d):
@@ -234,7 +239,7 @@ class FoldedProjection(nn.Module):
         batch, frames, _ = x.shape
         out = ctx.buffer(self, x, (batch, frames, self.weight.shape[1]))
         y = torch.baddbmm(self.bias, x, self.weight.expand(batch, -1, -1), out=out)
-        scale, shift = self.norm.affine(total_moments(y), frames)
+        scale, shift = self.norm.of(y)
         y = torch.addcmul(shift, y, scale, out=y)
         return y if self.slope is None else F.leaky_relu_(y, self.slope)  # one-parameter PReLU
 
@@ -251,14 +256,15 @@ class FoldedDepthwiseNorm(nn.Module):
 
     def forward(
         self, x: torch.Tensor, ctx: FoldContext, per_channel: bool = False
-    ) -> tuple[torch.Tensor, Moments, Affine]:
-        """(batch, T, C) -> raw conv output d, its moments, and (a, b): ConvNorm = d * a + b.
-
-        The moments are per channel (:func:`~tdanet.model.folding.time_moments`) only when
-        ``per_channel``.
+    ) -> tuple[torch.Tensor, Moments | None, Affine]:
+        """(batch, T, C) -> raw conv output d, its per-channel moments
+        (:func:`~tdanet.model.folding.time_moments`; None unless ``per_channel``), and (a, b):
+        ConvNorm = d * a + b.
         """
         d = self.conv(x, ctx)
-        moments = time_moments(d, ctx.squares(d)) if per_channel else total_moments(d)
+        if not per_channel:
+            return d, None, self.norm.of(d)
+        moments = time_moments(d, ctx.squares(d))
         return d, moments, self.norm.affine(moments, d.shape[1])
 
 
@@ -396,7 +402,7 @@ class FoldedPointwiseFusions(nn.Module):
     def forward(
         self,
         level: int,
-        raw: tuple[torch.Tensor, Moments, Affine],
+        raw: tuple[torch.Tensor, Moments | None, Affine],
         gate: torch.Tensor,
         shift: torch.Tensor,
         ctx: FoldContext,
@@ -404,6 +410,8 @@ class FoldedPointwiseFusions(nn.Module):
         """The LA of ``level`` on the feature ``d * a + b`` (batch, T, N), ``raw`` = (d, its
         per-channel moments, (a, b)), with :meth:`guides` -> (batch, T, N); overwrites d."""
         d, moments, (a, b) = raw
+        if moments is None:
+            raise ValueError(f"level {level}: the LA needs the per-channel moments of its input")
         weight = self.local_weight[level]
         norm = cast(FoldedNorm, self.local[level])
         scale, offset = norm.affine(

@@ -12,7 +12,7 @@ from torch import nn
 
 from .attention import FoldedGlobalAttention, GlobalAttention
 from .config import TDANetConfig
-from .folding import Affine, FoldContext, Moments, frozen, total_moments
+from .folding import Affine, FoldContext, Moments, frozen
 from .layers import (
     ChannelAffine,
     ConvNorm,
@@ -174,7 +174,7 @@ class FoldedUBlock(nn.Module):
         """(batch, frames, out_channels) -> same shape."""
         batch, frames, _ = x.shape
         h = self.proj(x, ctx)
-        raw: list[tuple[torch.Tensor, Moments, Affine]] = []  # level k = d * a + b
+        raw: list[tuple[torch.Tensor, Moments | None, Affine]] = []  # level k = d * a + b
         for k, level in enumerate(self.levels):
             if raw:
                 d, _, (a, b) = raw[-1]
@@ -309,7 +309,7 @@ class FastTDANet(nn.Module):
         embedding = F.conv1d(padded.unsqueeze(1), self.encoder, stride=hop, padding=kernel // 2)
         embedding = embedding.transpose(1, 2).contiguous()  # (batch, frames, K)
         batch, frames, _ = embedding.shape
-        scale, shift = self.ln.affine(total_moments(embedding), frames)
+        scale, shift = self.ln.of(embedding)
         x0 = torch.matmul(torch.addcmul(shift, embedding, scale), self.bottleneck_weight)
         x0 = x0.add_(self.bottleneck_bias)
         ctx = FoldContext()
