@@ -138,8 +138,8 @@ def total_affine(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: 
     for x (batch, T, C); ``gamma``, ``beta`` (C,) and ``eps`` are the gLN's.
 
     On a CPU each item's mean and 1 / std are Python floats (float64) from float32 sums as
-    in :func:`total_moments`: half the tensor operations of :func:`gln_scale_shift`, which
-    matters on short inputs (hundreds of gLNs per call). Elsewhere it is that function.
+    in :func:`total_moments`, in half the tensor operations of :func:`gln_scale_shift`
+    (elsewhere it is that function).
     """
     if x.device.type != "cpu":
         return gln_scale_shift(total_moments(x), x.shape[1], gamma, beta, eps)
@@ -154,8 +154,8 @@ def total_affine(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: 
 def _scalar_affine(
     sums: list[list[float]], count: int, gamma: torch.Tensor, beta: torch.Tensor, eps: float
 ) -> Affine:
-    """The gLN map from each item's [sum, sum of squares] over its ``count`` elements, as
-    Python floats (float64 arithmetic): a dozen fewer tensor operations than tensors."""
+    """The gLN map from each item's [sum, sum of squares] over its ``count`` elements, given
+    as Python floats: float64 arithmetic without per-item tensors."""
     channels = gamma.shape[-1]
     factors = []
     for first, second in sums:
@@ -205,7 +205,7 @@ def upsampled_multiply_add_(
     repeat axis, so the upsampled guides are never written.
     """
     batch, _, channels = d.shape
-    # Three splits per call instead of three narrows per run: op dispatch dominates short inputs.
+    # The runs tile d and the guides in order: one split each instead of a narrow per run.
     parts = d.split([count * repeat for _, _, count, repeat in runs], dim=1)
     counts = [count for _, _, count, _ in runs]
     muls, adds = mul.unsqueeze(2).split(counts, dim=1), add.unsqueeze(2).split(counts, dim=1)
