@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tdanet.cli import main
+from tdanet.cli import main, parse
 
 from .conftest import OFFICIAL_SMALL
 
@@ -90,3 +90,17 @@ def test_onnx_file_on_the_torch_backend_and_unknown_names_say_what_to_use(
     assert main(["info", "no-such-model"]) == 1
     err = capsys.readouterr().err
     assert "tdanet-demo" in err and "JusperLee/TDANetBest-4ms-LRS2" in err
+
+
+def test_positional_items_may_follow_the_options() -> None:
+    args = parse(["train", "--recipe", "r.yaml", "--resume", "data.root=/d", "a.b=1"])
+    assert args.resume and args.overrides == ["data.root=/d", "a.b=1"]
+    args = parse(["separate", "a.wav", "-o", "out", "b.wav"])
+    assert args.inputs == ["a.wav", "b.wav"] and args.output_dir == "out"
+
+
+def test_unknown_options_are_still_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["separate", "a.wav", "--no-such-option"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err

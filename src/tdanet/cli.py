@@ -60,6 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Each command's list of positional arguments: argparse fills it only up to the first option
+# (`train --recipe R --resume a=b` would refuse a=b), so later items are added to it.
+POSITIONAL_LISTS = {"train": "overrides", "separate": "inputs"}
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The CLI's arguments; positional items may also follow the options."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    items = POSITIONAL_LISTS.get(getattr(args, "command", ""))
+    if extra and (items is None or any(item.startswith("-") for item in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra and items is not None:
+        setattr(args, items, [*getattr(args, items), *extra])
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; user errors print one line on stderr and exit non-zero, no traceback."""
     # OpenMP reads its wait policy when torch loads: set it before any command imports torch.
@@ -67,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # numpy's OpenBLAS spins threads of its own on our small products (voice features,
     # gains): 25 % of a busy machine's CPU time for `separate` (docs/separate.md). One thread.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         code: int = args.handler(args)
     except TDANetError as exc:
