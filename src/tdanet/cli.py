@@ -60,8 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Each command's list of positional arguments: argparse fills it only up to the first option
-# (`train --recipe R --resume a=b` would refuse a=b), so later items are added to it.
+# Each command's positional list: argparse fills it only before the first option.
 POSITIONAL_LISTS = {"train": "overrides", "separate": "inputs"}
 
 
