@@ -137,18 +137,14 @@ def total_affine(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: 
     """Per-item ``(scale, shift)``, each (batch, 1, C), with ``gLN(x) == x * scale + shift``
     for x (batch, T, C); ``gamma``, ``beta`` (C,) and ``eps`` are the gLN's.
 
-    On a CPU each item's mean and 1 / std are Python floats (float64) from float32 sums as
-    in :func:`total_moments`, in half the tensor operations of :func:`gln_scale_shift`
-    (elsewhere it is that function).
+    On a CPU each item's mean and 1 / std are Python floats (float64) from the sums of
+    :func:`total_moments`; elsewhere it is :func:`gln_scale_shift` of them.
     """
+    moments = total_moments(x)
     if x.device.type != "cpu":
-        return gln_scale_shift(total_moments(x), x.shape[1], gamma, beta, eps)
-    flat = x.reshape(x.shape[0], -1)
-    if flat.shape[1] <= _SMALL_ELEMENTS:
-        sums = torch.stack([flat.sum(1), (flat * flat).sum(1)], 1).tolist()
-    else:
-        sums = torch.cat(total_moments(x), 1).tolist()
-    return _scalar_affine(sums, flat.shape[1], gamma, beta, eps)
+        return gln_scale_shift(moments, x.shape[1], gamma, beta, eps)
+    sums = torch.cat(moments, 1).tolist()
+    return _scalar_affine(sums, x.shape[1] * x.shape[2], gamma, beta, eps)
 
 
 def _scalar_affine(
