@@ -12,6 +12,7 @@ import torch
 from tdanet.checkpoint import (
     FORMAT_VERSION,
     POSITION_TABLE_KEY,
+    average_weights,
     checkpoint_metadata,
     load_checkpoint,
     read_checkpoint,
@@ -270,3 +271,16 @@ def test_non_finite_weights_are_refused_at_load(tmp_path: Path, bad: float) -> N
     path = save_checkpoint(model, tmp_path / "m.pt")
     with pytest.raises(CheckpointError, match="decoder.weight holds NaN or infinite"):
         load_checkpoint(path)
+
+
+def test_average_weights_is_the_mean_in_each_weights_dtype() -> None:
+    a = {"w": torch.tensor([1.0, 2.0]), "h": torch.tensor([1.0], dtype=torch.float16)}
+    b = {"w": torch.tensor([2.0, 5.0]), "h": torch.tensor([2.0], dtype=torch.float16)}
+    mean = average_weights([a, b, b])
+    assert torch.equal(mean["w"], torch.tensor([5.0 / 3, 4.0]))
+    assert mean["h"].dtype == torch.float16
+    assert average_weights([a])["w"] is not a["w"]
+    with pytest.raises(ValueError, match="different weights"):
+        average_weights([a, {"w": a["w"]}])
+    with pytest.raises(ValueError, match="no state dicts"):
+        average_weights([])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +41,42 @@ ModelConfig = TDANetConfig | TFACMConfig
 
 
 def save_checkpoint(
-    model: TDANet | TFACM, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
+    model: TDANet | TFACM,
+    path: str | os.PathLike[str],
+    metadata: dict[str, Any] | None = None,
+    state: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write ``model`` to ``path`` atomically (temporary file, then rename)."""
+    """Write ``model`` (its config, and ``state`` or its own weights) to ``path`` atomically
+    (temporary file, then rename)."""
     path = Path(path)
+    weights = model.state_dict() if state is None else state
     payload = {
         "format_version": FORMAT_VERSION,
         "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu().clone() for k, v in weights.items()},
         "metadata": dict(metadata or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     with replaced_on_success(path) as temp, open(temp, "xb") as handle:
         torch.save(payload, handle)
     return path
+
+
+def average_weights(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of state dicts with the same names and shapes (summed in float64,
+    returned in each weight's own dtype): weight averaging over a run's last epochs."""
+    if not states:
+        raise ValueError("average_weights: no state dicts to average")
+    names = list(states[0])
+    if any(list(state) != names for state in states[1:]):
+        raise ValueError("average_weights: the state dicts hold different weights")
+    mean = {}
+    for name in names:
+        total = torch.zeros_like(states[0][name], dtype=torch.float64)
+        for state in states:
+            total += state[name]
+        mean[name] = (total / len(states)).to(states[0][name].dtype)
+    return mean
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

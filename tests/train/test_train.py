@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from tdanet import load_model
-from tdanet.checkpoint import checkpoint_metadata, read_checkpoint, save_checkpoint
+from tdanet.checkpoint import (
+    average_weights,
+    checkpoint_metadata,
+    read_checkpoint,
+    save_checkpoint,
+)
 from tdanet.errors import ConfigError, DataError
 from tdanet.model import TFACM, TDANet
 from tdanet.train import load_recipe, train
@@ -67,6 +72,31 @@ def test_resume_continues_exactly(corpus: Path, tmp_path: Path) -> None:
     # Without --resume, an existing run is never overwritten.
     with pytest.raises(ConfigError, match="previous run"):
         train(load_recipe(RECIPE, tiny_overrides(corpus, tmp_path / "b", 2)))
+
+
+def test_averaged_weights_span_resumes(corpus: Path, tmp_path: Path) -> None:
+    def run(epochs: int, resume: str | None) -> dict[str, torch.Tensor]:
+        overrides = [*tiny_overrides(corpus, tmp_path, epochs), "optim.average_epochs=2"]
+        result = train(load_recipe(RECIPE, overrides), resume=resume)
+        return read_checkpoint(result.last)["state_dict"]
+
+    run(1, None)
+    epoch1 = run(2, "auto")
+    epoch2 = run(3, "auto")
+    # A window of two: epochs 1 and 2, the first of them trained before the last resume.
+    averaged = read_checkpoint(tmp_path / "checkpoints" / "averaged.pt")
+    assert averaged["metadata"]["averaged_epochs"] == [1, 2]
+    expected = average_weights([epoch1, epoch2])
+    assert any(not torch.equal(epoch1[n], epoch2[n]) for n in expected)
+    for name, tensor in averaged["state_dict"].items():
+        assert torch.equal(tensor, expected[name]), name
+    assert load_model(tmp_path / "checkpoints" / "averaged.pt").config.num_blocks == 2
+
+
+def test_average_epochs_must_not_be_negative(corpus: Path, tmp_path: Path) -> None:
+    overrides = [*tiny_overrides(corpus, tmp_path, 1), "optim.average_epochs=-1"]
+    with pytest.raises(ConfigError, match="optim.average_epochs"):
+        load_recipe(RECIPE, overrides)
 
 
 def test_fine_tuning_starts_from_the_given_weights(corpus: Path, tmp_path: Path) -> None:

@@ -14,26 +14,32 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_info
 
-from ..checkpoint import save_checkpoint
+from ..checkpoint import average_weights, save_checkpoint
 from ..errors import TrainingError
 from ..model import TFACM, TDANet
 
 
 class PackageCheckpoint(L.Callback):
-    """After each validation, write ``last.pt`` and, when the loss improved, ``best.pt``.
+    """After each validation, write ``last.pt`` and, when the loss improved, ``best.pt``;
+    with ``average_epochs`` > 0 also ``averaged.pt``, the mean of the weights at the last
+    ``average_epochs`` validations (fewer at the start of a run).
 
     A validation loss or a weight that is not finite stops the run with a
     :class:`~tdanet.errors.TrainingError` instead of writing a broken checkpoint.
 
     The files load with :func:`tdanet.load_model`; their metadata holds the epoch, step,
-    validation loss and SI-SNRi, and the recipe. The best loss so far is part of the
-    Lightning state, so a resumed run keeps comparing against it.
+    validation loss and SI-SNRi (``averaged.pt``: the averaged epochs instead), and the
+    recipe. The best loss so far and the weights being averaged are part of the Lightning
+    state, so a resumed run keeps comparing and averaging as if it had not stopped.
     """
 
-    def __init__(self, directory: Path, recipe: dict[str, Any]) -> None:
+    def __init__(self, directory: Path, recipe: dict[str, Any], average_epochs: int = 0) -> None:
         self.directory = directory
         self.recipe = recipe
         self.best = math.inf
+        self.average_epochs = average_epochs
+        # (epoch, weights) of the last validations, on the process that writes files.
+        self.recent: list[tuple[int, dict[str, torch.Tensor]]] = []
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -69,12 +75,35 @@ class PackageCheckpoint(L.Callback):
         save_checkpoint(model, self.directory / "last.pt", metadata)
         if improved:
             save_checkpoint(model, self.directory / "best.pt", metadata)
+        if self.average_epochs:
+            self.write_average(model, trainer.current_epoch, trainer.global_step)
+
+    def write_average(self, model: TDANet | TFACM, epoch: int, step: int) -> None:
+        """Add this epoch's weights to the window and write their mean as ``averaged.pt``."""
+        weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        self.recent = [*self.recent, (epoch, weights)][-self.average_epochs :]
+        metadata = {
+            "epoch": epoch,
+            "global_step": step,
+            "averaged_epochs": [e for e, _ in self.recent],
+            "recipe": self.recipe,
+        }
+        average = average_weights([w for _, w in self.recent])
+        save_checkpoint(model, self.directory / "averaged.pt", metadata, state=average)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best}
+        return {
+            "best": self.best,
+            "recent_epochs": [e for e, _ in self.recent],
+            "recent_weights": [w for _, w in self.recent],
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = float(state_dict["best"])
+        # Runs saved before averaging existed, or by other ranks, hold no window.
+        epochs = state_dict.get("recent_epochs", [])
+        weights = state_dict.get("recent_weights", [])
+        self.recent = list(zip(epochs, weights, strict=True))
 
 
 class RecipeEarlyStopping(EarlyStopping):

@@ -92,7 +92,9 @@ class DataSection:
 @dataclass(frozen=True)
 class OptimSection:
     """Adam, halving the rate after ``plateau_patience`` epochs without a better validation
-    loss, stopping after ``early_stop_patience``; gradients clipped to L2 norm ``grad_clip``."""
+    loss, stopping after ``early_stop_patience``; gradients clipped to L2 norm ``grad_clip``.
+    ``average_epochs`` > 0 also writes ``averaged.pt``, the mean of the weights at that many
+    last validations (0: off)."""
 
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -100,6 +102,7 @@ class OptimSection:
     plateau_patience: int = 15
     early_stop_patience: int = 30
     grad_clip: float | None = 5.0
+    average_epochs: int = 0
 
 
 @dataclass(frozen=True)
@@ -298,5 +301,9 @@ def check_recipe(recipe: Recipe) -> None:
         raise ConfigError("data.root: not set; pass data.root=/path/to/data")
     if data.num_workers < 0:
         raise ConfigError(f"data.num_workers: must be >= 0, got {data.num_workers}")
+    if optim.average_epochs < 0:
+        raise ConfigError(
+            f"optim.average_epochs: must be >= 0 (0: no averaged.pt), got {optim.average_epochs}"
+        )
     if not 0 < optim.plateau_factor < 1:
         raise ConfigError(f"optim.plateau_factor: must be in (0, 1), got {optim.plateau_factor}")

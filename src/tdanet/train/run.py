@@ -182,7 +182,9 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
         check_resume_file(ckpt_path, module)
     rank_zero_only(write_run_files)(output, recipe, data.speaker_splits)
 
-    package_checkpoint = PackageCheckpoint(checkpoints, recipe.to_dict())
+    package_checkpoint = PackageCheckpoint(
+        checkpoints, recipe.to_dict(), recipe.optim.average_epochs
+    )
     callbacks: list[Any] = [
         ModelCheckpoint(
             dirpath=checkpoints,
