@@ -481,7 +481,9 @@ def stub_speak(calls: list[tuple[str, float, str]]) -> corpus.Speak:
 def test_kokoro_voices_read_their_own_sentences_until_enough_seconds(tmp_path: Path) -> None:
     voices = kokoro_voices(style_tables(["af_heart", "ef_dora", "zf_xiaobei"]), 0, seed=0)
     calls: list[tuple[str, float, str]] = []
-    recordings = synthesize_kokoro(voices, stub_speak(calls), tmp_path, seconds=12.0, log=print)
+    recordings = synthesize_kokoro(
+        voices, lambda: stub_speak(calls), tmp_path, seconds=12.0, log=print
+    )
     by_speaker: dict[str, list[float]] = {}
     for r in recordings:
         info = sf.info(str(r.path))
@@ -493,6 +495,38 @@ def test_kokoro_voices_read_their_own_sentences_until_enough_seconds(tmp_path: P
     assert {lang for _, _, lang in calls} == {"en-us", "es", "cmn"}
     assert all(0.85 <= speed <= 1.15 for _, speed, _ in calls)
     assert len({text for text, _, _ in calls}) == len(calls)  # nobody repeats a sentence
+
+
+def test_kokoro_voices_in_parallel_make_the_same_files(tmp_path: Path) -> None:
+    voices = kokoro_voices(style_tables(["af_heart", "ef_dora", "zf_xiaobei"]), 2, seed=0)
+    made = {}
+
+    def make_speak(marks: Path) -> corpus.Speak:
+        (marks / str(os.getpid())).touch()  # which processes made a synthesiser
+        return stub_speak([])
+
+    for jobs in (1, 2):
+        lines: list[str] = []
+        marks = tmp_path / f"marks{jobs}"
+        marks.mkdir()
+        recordings = synthesize_kokoro(
+            voices,
+            lambda marks=marks: make_speak(marks),
+            tmp_path / str(jobs),
+            seconds=3.0,
+            log=lines.append,
+            jobs=jobs,
+        )
+        assert [line.split()[1] for line in lines] == [v.speaker for v in voices]
+        made[jobs] = [
+            (r.speaker, r.path.relative_to(tmp_path / str(jobs)), sf.read(str(r.path))[0].tobytes())
+            for r in recordings
+        ]
+        makers = {int(p.name) for p in marks.iterdir()}
+        expected = 1 if jobs == 1 else 2  # the parent alone, or two workers
+        assert len(makers) == expected and (os.getpid() in makers) == (jobs == 1)
+    assert len({speaker for speaker, _, _ in made[1]}) == 5
+    assert made[2] == made[1]
 
 
 def test_build_corpus_kokoro_speakers_are_synthetic(

@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=list(SOURCES),
         default=list(DEFAULT_SOURCES),
         help="which sources to include (default: all but kokoro; asterisk needs ffmpeg; flite "
-        "and kokoro are synthetic, kokoro needs the corpus extra and npm and takes about a "
-        "CPU-hour)",
+        "and kokoro are synthetic, kokoro needs the corpus extra and npm and takes 1-4 "
+        "CPU-hours, shared by --jobs processes)",
     )
     parser.add_argument(
         "--min-speaker-seconds",
@@ -66,6 +66,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=26,
         help="Kokoro voices made by blending 2-3 stock voices, besides the 54 stock ones "
         "(default 26)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes synthesising Kokoro voices at once, one voice each at a time (default: "
+        "the number of cores); the corpus is the same for any number",
     )
 
 
@@ -104,6 +111,7 @@ def build_speech(args: argparse.Namespace) -> None:
         tts_count=args.tts_sentences,
         kokoro_blends=args.kokoro_blends,
         tts_seconds=args.tts_seconds,
+        kokoro_jobs=args.jobs,
     )
     real = [s for s in summaries if not s.synthetic]
     minutes = sum(s.seconds for s in summaries) / 60

