@@ -562,10 +562,12 @@ def test_build_corpus_kokoro_speakers_are_synthetic(
     assert not (out / ".work").exists()
 
 
-def test_cli_rejects_bad_kokoro_options_without_output(tmp_path: Path) -> None:
+@pytest.mark.parametrize("option", [("--tts-seconds", "0"), ("--jobs", "0")])
+def test_cli_rejects_bad_kokoro_options_without_output(
+    tmp_path: Path, option: tuple[str, str]
+) -> None:
     out = tmp_path / "corpus"
-    args = ("--out", str(out), "--sources", "kokoro", "--tts-seconds", "0")
-    result = run_corpus(tmp_path / "cache", *args)
+    result = run_corpus(tmp_path / "cache", "--out", str(out), "--sources", "kokoro", *option)
     assert result.returncode == 1
-    assert result.stderr.strip().count("\n") == 0 and "--tts-seconds 0" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and " ".join(option) in result.stderr
     assert not out.exists()
