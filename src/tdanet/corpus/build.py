@@ -773,14 +773,15 @@ def synthesize_kokoro(
         log(f"kokoro: {voice.speaker} ({voice.espeak}) {len(recordings)} utterances, {total:.0f} s")
         found.extend(recordings)
 
-    if min(jobs, len(voices)) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+    workers = min(jobs, len(voices))
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         speak = make_speak()
         for index, voice in enumerate(voices):
             report(voice, synthesize_voice(index, voice, speak, workdir, seconds, seed))
         return found
     tasks = [(index, voice, workdir, seconds, seed) for index, voice in enumerate(voices)]
     with ProcessPoolExecutor(
-        min(jobs, len(voices)),
+        workers,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_start_worker,
         initargs=(make_speak,),
