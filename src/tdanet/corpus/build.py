@@ -709,10 +709,11 @@ Speak = Callable[[str, np.ndarray, float, str], np.ndarray]
 
 def synthesize_voice(
     index: int, voice: KokoroVoice, speak: Speak, workdir: Path, seconds: float, seed: int = 0
-) -> list[Recording]:
+) -> tuple[list[Recording], float]:
     """Voice number ``index`` reads its own seeded sentences, at a speed drawn from 0.85-1.15
-    per utterance, until it has ``seconds`` of audio: 24 kHz WAVs in ``workdir/<speaker>``.
-    Depends only on its arguments, so voices may be synthesised in any order or process."""
+    per utterance, until it has ``seconds`` of audio: 24 kHz WAVs in ``workdir/<speaker>``,
+    and their total seconds. Depends only on its arguments, so voices may be synthesised in
+    any order or process."""
     folder = workdir / voice.speaker
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, index])
@@ -733,7 +734,7 @@ def synthesize_voice(
                 break
         if not found:
             raise CorpusError(f"{voice.speaker}: Kokoro produced no audio for 16 sentences")
-    return found
+    return found, total
 
 
 # The synthesiser of a worker process of synthesize_kokoro (made once per process).
@@ -745,7 +746,7 @@ def _start_worker(make_speak: Callable[[], Speak]) -> None:
     _worker_speak = make_speak()
 
 
-def _worker_voice(task: tuple[int, KokoroVoice, Path, float, int]) -> list[Recording]:
+def _worker_voice(task: tuple[int, KokoroVoice, Path, float, int]) -> tuple[list[Recording], float]:
     assert _worker_speak is not None, "_start_worker runs first in every worker"
     index, voice, workdir, seconds, seed = task
     return synthesize_voice(index, voice, _worker_speak, workdir, seconds, seed)
@@ -768,8 +769,8 @@ def synthesize_kokoro(
     """
     found: list[Recording] = []
 
-    def report(voice: KokoroVoice, recordings: list[Recording]) -> None:
-        total = sum(sf.info(str(r.path)).duration for r in recordings)
+    def report(voice: KokoroVoice, voiced: tuple[list[Recording], float]) -> None:
+        recordings, total = voiced
         log(f"kokoro: {voice.speaker} ({voice.espeak}) {len(recordings)} utterances, {total:.0f} s")
         found.extend(recordings)
 
@@ -786,8 +787,8 @@ def synthesize_kokoro(
         initializer=_start_worker,
         initargs=(make_speak,),
     ) as pool:
-        for voice, recordings in zip(voices, pool.map(_worker_voice, tasks), strict=True):
-            report(voice, recordings)
+        for voice, voiced in zip(voices, pool.map(_worker_voice, tasks), strict=True):
+            report(voice, voiced)
     return found
 
 
