@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tdanet import load_model, save_checkpoint
-from tdanet.atomic import replaced_on_success, staging_directory
+from tdanet.atomic import (
+    OWNER_FILE,
+    owned_staging_directory,
+    promote_staging,
+    remove_abandoned_staging,
+    replaced_on_success,
+    staging_directory,
+)
 from tdanet.evaluation import write_rows
 
 
@@ -58,3 +68,44 @@ def test_staging_directory_is_new_hidden_and_gets_the_umask_mode(tmp_path: Path)
     assert first != second and first.parent == tmp_path and first.name.startswith(".out.")
     assert list(first.iterdir()) == []
     assert mode(first) == 0o755
+
+
+def ended_pid() -> int:
+    """The pid of a process that has run and ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_only_staging_folders_of_ended_processes_here_are_removed(tmp_path: Path) -> None:
+    out = tmp_path / "corpus"
+    host = socket.gethostname()
+    owners = {
+        "dead": f"{host} {ended_pid()}",
+        "alive": f"{host} {os.getpid()}",
+        "elsewhere": f"another-{host} {ended_pid()}",
+        "garbled": "not an owner",
+    }
+    folders = {}
+    for name, owner in owners.items():
+        folders[name] = owned_staging_directory(out)
+        (folders[name] / OWNER_FILE).write_text(owner)
+        (folders[name] / "half.flac").write_bytes(b"x")
+    folders["unowned"] = staging_directory(out)
+    other = owned_staging_directory(tmp_path / "corpus2")  # another output's
+    (other / OWNER_FILE).write_text(owners["dead"])
+    assert remove_abandoned_staging(out) == [folders["dead"]]
+    assert not folders["dead"].exists()
+    assert all(folders[n].exists() for n in ("alive", "elsewhere", "garbled", "unowned"))
+    assert other.exists()
+
+
+def test_promoted_staging_drops_its_owner_record(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()  # an empty folder may be replaced
+    staging = owned_staging_directory(out)
+    assert (staging / OWNER_FILE).read_text() == f"{socket.gethostname()} {os.getpid()}\n"
+    (staging / "data.csv").write_text("a\n")
+    promote_staging(staging, out)
+    assert sorted(p.name for p in out.iterdir()) == ["data.csv"] and not staging.exists()
+    assert remove_abandoned_staging(out) == []

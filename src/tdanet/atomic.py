@@ -6,6 +6,8 @@ import glob
 import os
 import re
 import secrets
+import shutil
+import socket
 import stat
 import time
 from collections.abc import Iterator
@@ -49,6 +51,60 @@ def staging_directory(path: Path) -> Path:
     temp = temporary_path(path)
     temp.mkdir()
     return temp
+
+
+# Inside an owned staging folder: "<host> <pid>" of the process filling it.
+OWNER_FILE = ".owner"
+
+
+def owned_staging_directory(path: Path) -> Path:
+    """A :func:`staging_directory` that records which process fills it (:data:`OWNER_FILE`),
+    so that a later run can tell whether it was abandoned (:func:`remove_abandoned_staging`).
+    Move it into place with :func:`promote_staging`."""
+    temp = staging_directory(path)
+    (temp / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    return temp
+
+
+def promote_staging(temp: Path, path: Path) -> None:
+    """Rename a filled :func:`owned_staging_directory` to ``path`` (absent or an empty folder),
+    without its owner record."""
+    (temp / OWNER_FILE).unlink(missing_ok=True)
+    if path.exists():
+        path.rmdir()
+    temp.rename(path)
+
+
+def _process_ended(owner: str) -> bool:
+    """Whether an :data:`OWNER_FILE` names a process of this host that no longer runs."""
+    fields = owner.split()
+    if len(fields) != 2 or fields[0] != socket.gethostname() or not fields[1].isdigit():
+        return False  # another machine's, or unreadable: not ours to judge
+    try:
+        os.kill(int(fields[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
+def remove_abandoned_staging(path: Path) -> list[Path]:
+    """Delete the :func:`owned_staging_directory` folders of ``path`` whose owner process has
+    ended on this host: what a killed run left. Folders without an owner record, of another
+    host or of a running process are kept. Returns those deleted."""
+    removed = []
+    for candidate in sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")):
+        if not TEMP_SUFFIX.fullmatch(candidate.name[len(path.name) + 1 :]):
+            continue
+        try:
+            owner = (candidate / OWNER_FILE).read_text()
+        except OSError:
+            continue
+        if candidate.is_dir() and not candidate.is_symlink() and _process_ended(owner):
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
 
 
 @contextmanager

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import os
+import socket
 import subprocess
 import sys
 import tarfile
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tdanet.atomic import OWNER_FILE
 from tdanet.corpus import build as corpus
 from tdanet.corpus.build import (
     KOKORO_MIN_WEIGHT,
@@ -122,6 +124,29 @@ def test_safe_name_is_ascii_and_distinct() -> None:
     assert safe_name("boucle-d-oreille") == "boucle-d-oreille"
     a, b = safe_name("\u00e9t\u00e9"), safe_name("\u00e9t\u00e1")
     assert a.isascii() and b.isascii() and a != b
+
+
+def test_a_build_removes_what_a_stopped_build_of_the_same_corpus_left(
+    tmp_path: Path, packages: dict[str, Path]
+) -> None:
+    out = tmp_path / "corpus"
+    child = subprocess.Popen([sys.executable, "-c", "pass"])  # stands in for the killed build
+    child.wait()
+    left = tmp_path / ".corpus.0123abcd.tmp"
+    (left / "fillets-m").mkdir(parents=True)
+    (left / "fillets-m" / "half.flac").write_bytes(b"x")
+    (left / OWNER_FILE).write_text(f"{socket.gethostname()} {child.pid}")
+    lines: list[str] = []
+    build_corpus(
+        out,
+        tmp_path / "cache",
+        ["klettres"],
+        fetch=packages.__getitem__,
+        min_speaker_seconds=0.5,
+        log=lines.append,
+    )
+    assert not left.exists() and any(str(left) in line for line in lines)
+    assert (out / "speakers.csv").is_file() and not (out / OWNER_FILE).exists()
 
 
 def test_tts_sentences_are_reproducible_and_varied() -> None:

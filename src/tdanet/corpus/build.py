@@ -23,7 +23,12 @@ from typing import cast
 import numpy as np
 import soundfile as sf
 
-from ..atomic import replaced_on_success, staging_directory
+from ..atomic import (
+    owned_staging_directory,
+    promote_staging,
+    remove_abandoned_staging,
+    replaced_on_success,
+)
 from ..audio import peak_limit_gain, resample
 from ..errors import CorpusError
 from .sources import DEFAULT_SOURCES, SOURCES, Recording, Source
@@ -464,16 +469,18 @@ def download_package(package: str, debs: Path) -> Path:
 
 
 def extract_package(deb: Path, dest: Path) -> Path:
-    """``dpkg -x`` a package into ``dest`` (once; an unfinished extraction is redone)."""
+    """``dpkg -x`` a package into ``dest`` (once; an unfinished extraction is redone, and
+    one that a stopped run left is removed)."""
     if dest.is_dir():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = staging_directory(dest)
+    remove_abandoned_staging(dest)
+    tmp = owned_staging_directory(dest)
     try:
         result = run_tool(["dpkg", "-x", str(deb), str(tmp)])
         if result.returncode != 0:
             raise CorpusError(f"{deb}: dpkg -x failed ({last_line(result.stderr)})")
-        tmp.rename(dest)
+        promote_staging(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
@@ -1132,7 +1139,9 @@ def build_corpus(
     if ffmpeg is None and "asterisk" in sources:
         ffmpeg = find_ffmpeg()
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = staging_directory(out)
+    for left in remove_abandoned_staging(out):
+        log(f"removed {left}: the unfinished folder of a build that was stopped")
+    partial = owned_staging_directory(out)
     try:
         workdir = partial / ".work"
         recordings = collect_recordings(sources, fetch, workdir, ffmpeg, log, tts_count, kokoro)
@@ -1142,9 +1151,7 @@ def build_corpus(
             raise CorpusError("no speaker has enough audio; nothing to write")
         shutil.rmtree(workdir, ignore_errors=True)
         write_speakers_csv(partial / "speakers.csv", kept)
-        if out.exists():
-            out.rmdir()
-        partial.rename(out)
+        promote_staging(partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

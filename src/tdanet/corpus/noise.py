@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ..atomic import staging_directory
+from ..atomic import owned_staging_directory, promote_staging, remove_abandoned_staging
 from ..audio import peak_limit_gain, resample
 from ..errors import CorpusError
 from .build import (
@@ -67,16 +67,22 @@ def music_clips(unpacked: Path) -> list[tuple[str, Path]]:
 
 
 def build_noise_corpus(
-    out: Path, cache: Path, fetch: Callable[[str], Path] | None = None
+    out: Path,
+    cache: Path,
+    fetch: Callable[[str], Path] | None = None,
+    log: Callable[[str], None] = print,
 ) -> list[dict[str, str]]:
     """Write the noise clips to ``out`` (a new or empty folder, renamed into place when
-    complete)."""
+    complete); the unfinished folder of a stopped earlier build is removed first."""
     out = Path(out)
     if occupied(out):
         raise CorpusError(f"{out}: already exists and is not empty; choose a new folder")
     fetch = fetch or apt_fetcher(Path(cache))
     ffmpeg = find_ffmpeg()
-    staging = staging_directory(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for left in remove_abandoned_staging(out):
+        log(f"removed {left}: the unfinished folder of a build that was stopped")
+    staging = owned_staging_directory(out)
     rows: list[dict[str, str]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="tdanet-noise-") as work:
@@ -95,9 +101,7 @@ def build_noise_corpus(
             writer = csv.DictWriter(handle, fieldnames=["file", "source", "seconds", "licence"])
             writer.writeheader()
             writer.writerows(rows)
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
+        promote_staging(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return rows
