@@ -580,6 +580,17 @@ def test_kokoro_resumes_at_the_first_unfinished_voice(tmp_path: Path) -> None:
     assert set(languages) == {"en-us", "es", "cmn"} and len(longer) >= len(first)
 
 
+def test_one_build_at_a_time_synthesises_into_the_voice_cache(tmp_path: Path) -> None:
+    with (
+        corpus.voices_lock(tmp_path / "voices"),
+        pytest.raises(CorpusError, match="another build is synthesising"),
+        corpus.voices_lock(tmp_path / "voices"),
+    ):
+        pass
+    with corpus.voices_lock(tmp_path / "voices"):  # released on exit
+        pass
+
+
 def test_build_corpus_kokoro_speakers_are_synthetic(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,6 +4,7 @@ convert to 16 kHz FLAC and write the speaker folders (see :mod:`tdanet.corpus`).
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import json
 import multiprocessing
@@ -14,8 +15,9 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -814,6 +816,25 @@ def _worker_voice(task: tuple[int, KokoroVoice, Path, float, int]) -> tuple[list
     return synthesize_voice(index, voice, _worker_speak, workdir, seconds, seed)
 
 
+@contextmanager
+def voices_lock(workdir: Path) -> Iterator[None]:
+    """Hold ``workdir`` for one build: a second build synthesising into the same cached voice
+    folders would delete the first one's unfinished files."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(workdir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CorpusError(
+                f"{workdir}: another build is synthesising Kokoro voices there; wait for it "
+                "or pass another --cache"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def synthesize_kokoro(
     voices: list[KokoroVoice],
     make_speak: Callable[[], Speak],
@@ -1127,14 +1148,15 @@ def build_corpus(
         voices = kokoro_voices(tables, kokoro_blends, seed=0)
         # Kept in the cache: a build stopped after hours of synthesis resumes where it was.
         workdir = cache / "kokoro" / "voices"
-        return synthesize_kokoro(
-            voices,
-            lambda: make_speaker(model, tables, workdir),
-            workdir,
-            tts_seconds,
-            log=log,
-            jobs=kokoro_jobs,
-        )
+        with voices_lock(workdir):
+            return synthesize_kokoro(
+                voices,
+                lambda: make_speaker(model, tables, workdir),
+                workdir,
+                tts_seconds,
+                log=log,
+                jobs=kokoro_jobs,
+            )
 
     if ffmpeg is None and "asterisk" in sources:
         ffmpeg = find_ffmpeg()
