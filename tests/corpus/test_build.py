@@ -543,6 +543,7 @@ def test_kokoro_voices_in_parallel_make_the_same_files(tmp_path: Path) -> None:
             jobs=jobs,
         )
         assert [line.split()[1] for line in lines] == [v.speaker for v in voices]
+        assert lines[-1].endswith(f"; {len(voices)} of {len(voices)} voices")
         made[jobs] = [
             (r.speaker, r.path.relative_to(tmp_path / str(jobs)), sf.read(str(r.path))[0].tobytes())
             for r in recordings

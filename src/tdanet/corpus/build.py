@@ -854,8 +854,12 @@ def synthesize_kokoro(
 
     def report(voice: KokoroVoice, voiced: tuple[list[Recording], float]) -> None:
         recordings, total = voiced
-        log(f"kokoro: {voice.speaker} ({voice.espeak}) {len(recordings)} utterances, {total:.0f} s")
         found.extend(recordings)
+        done = len({r.speaker for r in found})
+        log(
+            f"kokoro: {voice.speaker} ({voice.espeak}) {len(recordings)} utterances, "
+            f"{total:.0f} s; {done} of {len(voices)} voices"
+        )
 
     workers = min(jobs, len(voices))
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
