@@ -1,8 +1,9 @@
 """Ten-minute conversations of held-out voices, per model, with and without the pause gate
-(issues 11 and 12): nine (the fixture's two and seven pairs from the corpus) or ten others.
+(issues 11 and 12): nine (the fixture's two and seven pairs from the corpus), ten others, or
+all 19.
 
     python benchmarks/bench_conversations.py --corpus data/corpus-real MODEL [MODEL ...]
-    python benchmarks/bench_conversations.py --corpus data/corpus-real --set check MODEL
+    python benchmarks/bench_conversations.py --corpus data/corpus-real --set all MODEL
 
 The conversations are ``tests/conversation.py``'s (turn-taking, pauses, about 19 %
 overlapped speech, the second speaker 6 dB quieter). ``--set nine`` (default, ``PAIRS``):
@@ -10,7 +11,8 @@ the Tux Paint fixture voices with seeds 0 and 1 and seven pairs of the demo reci
 held-out voices (clips trimmed and levelled as in ``bench_stitching.py``); the alignment and
 pause-gate settings were tuned on these. ``--set check`` (``CHECK_PAIRS``): the fixture
 voices with seeds 2 and 3 and eight new pairings of the same held-out voices, fixed on
-2026-12-01 before any model was scored on them, to confirm what the nine suggest. One row per model, gate setting and
+2026-12-01 before any model was scored on them, to confirm what the nine suggest. ``--set
+all``: both (19), on which model candidates are compared. One row per model, gate setting and
 conversation (speaker changes between 10 s windows, whole-file SI-SNRi, the share of
 single-talker stretches whose silent speaker's output is 20 dB down, frame agreement of the
 speech segments), and a row of totals and means per model and gate setting. The default
@@ -59,7 +61,8 @@ CHECK_PAIRS: tuple[tuple[str, tuple[str, str] | None, int], ...] = (
     ("tuxpaint el / asterisk carlo", ("tuxpaint-el", "asterisk-carlo"), 5),
     ("tuxpaint da / fillets linux-1", ("tuxpaint-da", "fillets-linux-1"), 5),
 )
-SETS = {"nine": PAIRS, "check": CHECK_PAIRS}
+# Model candidates are compared on all 19 (docs/separate.md, "Overlap against profiles").
+SETS = {"nine": PAIRS, "check": CHECK_PAIRS, "all": PAIRS + CHECK_PAIRS}
 
 
 def conversations(
