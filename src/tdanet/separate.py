@@ -73,6 +73,9 @@ PRECISIONS: dict[str, torch.dtype] = {
 }
 # Chunk alignment: overlap plus voice profiles (default, see docs/separate.md), or overlap only.
 ALIGNMENTS: tuple[str, ...] = ("voices", "overlap")
+# Weight of the voice profiles against the overlap at a chunk border: 1 until 2026-12-01, when
+# 0.5 did no worse on any of 19 held-out conversations (docs/separate.md).
+PROFILE_WEIGHT = 0.5
 # Output frames handled per step in the second pass over the scratch file.
 WRITE_BLOCK_FRAMES = 65_536
 
@@ -144,7 +147,7 @@ def best_permutation(
 
     Returns ``p`` maximising sum_i scores[i, p[i]], where scores are the
     :func:`overlap_scores` plus ``prior`` (C, C) if given (the voice-profile similarity of
-    :class:`tdanet.speakers.VoiceProfiles`), so ``candidate[list(p)]`` lines up with
+    :class:`tdanet.speakers.VoiceProfiles` times :data:`PROFILE_WEIGHT`), so ``candidate[list(p)]`` lines up with
     ``reference``. Plain inner products, not correlations: a source that is silent in the
     overlap contributes nothing, and the decision rests on the ones that are active. Ties
     keep the identity. Exhaustive over the C! orders (C is 2 or 3 in practice).
@@ -244,7 +247,7 @@ class OverlapAdd:
             self.profiles = VoiceProfiles(count)
         perm: tuple[int, ...] = tuple(range(count))
         if self.tail is not None:
-            prior = self.profiles.scores(features, weights)
+            prior = PROFILE_WEIGHT * self.profiles.scores(features, weights)
             perm = best_permutation(self.tail, sources[:, : self.overlap], prior)
         self.profiles.add(features[list(perm)], weights[list(perm)])
         return perm
