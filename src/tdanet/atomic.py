@@ -1,7 +1,8 @@
-"""Writing a file so that it appears whole or not at all."""
+"""Writing a file so that it appears whole or not at all, and folders that one process holds."""
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import re
@@ -51,6 +52,21 @@ def staging_directory(path: Path) -> Path:
     temp = temporary_path(path)
     temp.mkdir()
     return temp
+
+
+def try_lock_folder(path: Path) -> int | None:
+    """A descriptor of folder ``path`` holding an exclusive ``flock``, or None if another
+    descriptor holds it; closing the descriptor releases the lock."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 # Inside an owned staging folder: "<host> <pid>" of the process filling it.

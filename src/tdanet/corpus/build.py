@@ -4,7 +4,6 @@ convert to 16 kHz FLAC and write the speaker folders (see :mod:`tdanet.corpus`).
 from __future__ import annotations
 
 import csv
-import fcntl
 import hashlib
 import json
 import multiprocessing
@@ -30,6 +29,7 @@ from ..atomic import (
     promote_staging,
     remove_abandoned_staging,
     replaced_on_success,
+    try_lock_folder,
 )
 from ..audio import peak_limit_gain, resample
 from ..errors import CorpusError
@@ -821,18 +821,16 @@ def voices_lock(workdir: Path) -> Iterator[None]:
     """Hold ``workdir`` for one build: a second build synthesising into the same cached voice
     folders would delete the first one's unfinished files."""
     workdir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(workdir, os.O_RDONLY)
+    fd = try_lock_folder(workdir)
+    if fd is None:
+        raise CorpusError(
+            f"{workdir}: another build is synthesising Kokoro voices there; wait for it "
+            "or pass another --cache"
+        )
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CorpusError(
-                f"{workdir}: another build is synthesising Kokoro voices there; wait for it "
-                "or pass another --cache"
-            ) from None
         yield
     finally:
-        os.close(fd)  # closing the descriptor releases the lock
+        os.close(fd)  # releases the lock
 
 
 def synthesize_kokoro(

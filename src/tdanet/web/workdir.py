@@ -10,7 +10,6 @@ servers that ran without ``--work-dir``, when they are unlocked, ours and older 
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shutil
@@ -19,6 +18,7 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
+from ..atomic import try_lock_folder
 from ..errors import TDANetError
 
 # Uploads in the working folder are named with this prefix and a random token.
@@ -34,20 +34,6 @@ STALE_AFTER_S = 60.0
 
 class WorkDirError(TDANetError):
     """The working folder cannot be created, written or locked."""
-
-
-def _try_lock(path: Path) -> int | None:
-    """A descriptor of folder ``path`` holding an exclusive lock, or None if it is locked."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
 
 
 def remove_stale_temporary_folders(parent: Path | None = None, now: float | None = None) -> None:
@@ -70,7 +56,7 @@ def remove_stale_temporary_folders(parent: Path | None = None, now: float | None
                     or now - info.st_mtime < STALE_AFTER_S
                 ):
                     continue
-                fd = _try_lock(entry)
+                fd = try_lock_folder(entry)
                 if fd is None:
                     continue
                 try:
@@ -108,7 +94,7 @@ class WorkDir:
                     f"{configured}: the working folder is not writable; pass a writable --work-dir"
                 )
         try:
-            fd = _try_lock(self.path)
+            fd = try_lock_folder(self.path)
         except OSError as exc:
             raise WorkDirError(
                 f"{self.path}: cannot lock the working folder ({exc.strerror})"
