@@ -1162,10 +1162,7 @@ def build_corpus(
 
     if ffmpeg is None and "asterisk" in sources:
         ffmpeg = find_ffmpeg()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for left in remove_abandoned_staging(out):
-        log(f"removed {left}: the unfinished folder of a build that was stopped")
-    partial = owned_staging_directory(out)
+    partial = start_staging(out, log)
     try:
         workdir = partial / ".work"
         recordings = collect_recordings(sources, fetch, workdir, ffmpeg, log, tts_count, kokoro)
@@ -1180,6 +1177,15 @@ def build_corpus(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return kept
+
+
+def start_staging(out: Path, log: Callable[[str], None]) -> Path:
+    """A new :func:`tdanet.atomic.owned_staging_directory` for the corpus ``out`` (its parent
+    created), after removing, each with a log line, those that killed builds left."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for left in remove_abandoned_staging(out):
+        log(f"removed {left}: the unfinished folder of a build that was stopped")
+    return owned_staging_directory(out)
 
 
 def write_recordings(

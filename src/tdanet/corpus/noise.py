@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ..atomic import owned_staging_directory, promote_staging, remove_abandoned_staging
+from ..atomic import promote_staging
 from ..audio import peak_limit_gain, resample
 from ..errors import CorpusError
 from .build import (
@@ -31,6 +31,7 @@ from .build import (
     load_recording,
     occupied,
     safe_name,
+    start_staging,
 )
 
 AMBIENT_PACKAGE = "0ad-data"
@@ -79,10 +80,7 @@ def build_noise_corpus(
         raise CorpusError(f"{out}: already exists and is not empty; choose a new folder")
     fetch = fetch or apt_fetcher(Path(cache))
     ffmpeg = find_ffmpeg()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for left in remove_abandoned_staging(out):
-        log(f"removed {left}: the unfinished folder of a build that was stopped")
-    staging = owned_staging_directory(out)
+    staging = start_staging(out, log)
     rows: list[dict[str, str]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="tdanet-noise-") as work:
