@@ -4,6 +4,7 @@ all 19.
 
     python benchmarks/bench_conversations.py --corpus data/corpus-real MODEL [MODEL ...]
     python benchmarks/bench_conversations.py --corpus data/corpus-real --set all MODEL
+    python benchmarks/bench_conversations.py --corpus data/corpus-real --gate on MODEL
 
 The conversations are ``tests/conversation.py``'s (turn-taking, pauses, about 19 %
 overlapped speech, the second speaker 6 dB quieter). ``--set nine`` (default, ``PAIRS``):
@@ -66,6 +67,7 @@ CHECK_PAIRS: Pairs = (
 )
 # Model candidates are compared on all 19 (docs/separate.md, "Overlap against profiles").
 SETS = {"nine": PAIRS, "check": CHECK_PAIRS, "all": PAIRS + CHECK_PAIRS}
+GATES = {"off": (False,), "on": (True,), "both": (False, True)}
 
 
 def conversations(corpus: Path, pairs: Pairs = PAIRS) -> list[tuple[str, Conversation]]:
@@ -83,6 +85,12 @@ def main() -> None:
     parser.add_argument("models", nargs="+")
     parser.add_argument("--corpus", type=Path, required=True, help="tdanet corpus output")
     parser.add_argument("--set", choices=sorted(SETS), default="nine", help="which conversations")
+    parser.add_argument(
+        "--gate",
+        choices=sorted(GATES),
+        default="both",
+        help="pause gate settings to run (default both)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     built = conversations(args.corpus, SETS[args.set])
@@ -92,7 +100,7 @@ def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for model in args.models:
-        for gate in (False, True):
+        for gate in GATES[args.gate]:
             separator = Separator(model, pause_gate=gate)
             rows = []
             for label, conv in built:
