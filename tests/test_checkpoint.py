@@ -12,6 +12,7 @@ import torch
 from tdanet.checkpoint import (
     FORMAT_VERSION,
     POSITION_TABLE_KEY,
+    average_checkpoints,
     average_weights,
     checkpoint_metadata,
     load_checkpoint,
@@ -284,3 +285,29 @@ def test_average_weights_is_the_mean_in_each_weights_dtype() -> None:
         average_weights([a, {"w": a["w"]}])
     with pytest.raises(ValueError, match="no state dicts"):
         average_weights([])
+
+
+def test_average_checkpoints_writes_the_mean_network_with_its_sources(tmp_path: Path) -> None:
+    config = PRESETS["tdanet-tiny"]
+    paths = [
+        save_checkpoint(randomize_(TDANet(config)), tmp_path / f"e{i}.pt", {"epoch": i})
+        for i in range(3)
+    ]
+    out = average_checkpoints(paths, tmp_path / "mean.pt")
+    mean = load_checkpoint(out)
+    states = [load_checkpoint(p).state_dict() for p in paths]
+    for name, value in mean.state_dict().items():
+        expected = (states[0][name] + states[1][name] + states[2][name]) / 3
+        assert torch.allclose(value, expected, atol=1e-6), name
+    assert checkpoint_metadata(out) == {"epoch": 0, "averaged_from": [str(p) for p in paths]}
+
+
+def test_average_checkpoints_refuses_other_networks_before_writing(tmp_path: Path) -> None:
+    a = save_checkpoint(TDANet(PRESETS["tdanet-tiny"]), tmp_path / "a.pt")
+    wider = PRESETS["tdanet-tiny"].replace(in_channels=2 * PRESETS["tdanet-tiny"].in_channels)
+    b = save_checkpoint(TDANet(wider), tmp_path / "b.pt")
+    with pytest.raises(CheckpointError, match="b.pt: its config differs from .*a.pt"):
+        average_checkpoints([a, b], tmp_path / "mean.pt")
+    with pytest.raises(CheckpointError, match="no checkpoints"):
+        average_checkpoints([], tmp_path / "mean.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt"]

@@ -104,3 +104,20 @@ def test_unknown_options_are_still_refused(capsys: pytest.CaptureFixture[str]) -
         parse(["separate", "a.wav", "--no-such-option"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
+def test_average_writes_a_new_file_and_never_replaces_one_unasked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    release = str(OFFICIAL_SMALL / "checkpoint.pth")
+    out = tmp_path / "mean.pt"
+    assert main(["average", release, release, "--out", str(out)]) == 0
+    assert "the mean of 2 checkpoints" in capsys.readouterr().out
+    before = out.read_bytes()
+    assert main(["average", release, "--out", str(out)]) == 1
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert main(["average", str(out), "--out", str(out), "--force"]) == 1
+    assert "is one of the inputs" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main(["info", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["parameters"] == 25463

@@ -253,6 +253,35 @@ def load_checkpoint(path: str | os.PathLike[str], **config_overrides: Any) -> TD
     return build_model(config, state, source)
 
 
+def average_checkpoints(
+    paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str]
+) -> Path:
+    """Write to ``output`` one checkpoint whose weights are the mean of ``paths``' (a weight
+    soup: say several epochs of one run), with the first file's config and metadata and the
+    inputs' names under ``averaged_from``.
+
+    Every input is read and checked before anything is written; all must hold the same
+    config, so the mean is the same network with averaged weights.
+    """
+    if not paths:
+        raise CheckpointError("average: no checkpoints given")
+    first_config, states = None, []
+    for path in paths:
+        config, state = parse_checkpoint(read_checkpoint(path), str(path))
+        if first_config is None:
+            first_config = config
+        elif config != first_config:
+            raise CheckpointError(
+                f"{path}: its config differs from {paths[0]}'s; average checkpoints of one "
+                "network only"
+            )
+        states.append(state)
+    assert first_config is not None
+    model = build_model(first_config, average_weights(states), str(paths[0]))
+    metadata = dict(checkpoint_metadata(paths[0]), averaged_from=[str(p) for p in paths])
+    return save_checkpoint(model, output, metadata)
+
+
 def checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The metadata dict of a checkpoint of this package (empty for release files)."""
     metadata = read_checkpoint(path).get("metadata", {})

@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "serve",
     "profile",
     "export",
+    "average",
 )
 
 
