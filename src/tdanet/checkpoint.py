@@ -265,20 +265,20 @@ def average_checkpoints(
     """
     if not paths:
         raise CheckpointError("average: no checkpoints given")
-    first_config, states = None, []
-    for path in paths:
-        config, state = parse_checkpoint(read_checkpoint(path), str(path))
-        if first_config is None:
-            first_config = config
-        elif config != first_config:
+    payloads = [read_checkpoint(path) for path in paths]
+    parsed = [
+        parse_checkpoint(payload, str(path)) for path, payload in zip(paths, payloads, strict=True)
+    ]
+    config = parsed[0][0]
+    for path, (other, _) in zip(paths, parsed, strict=True):
+        if other != config:
             raise CheckpointError(
                 f"{path}: its config differs from {paths[0]}'s; average checkpoints of one "
                 "network only"
             )
-        states.append(state)
-    assert first_config is not None
-    model = build_model(first_config, average_weights(states), str(paths[0]))
-    metadata = dict(checkpoint_metadata(paths[0]), averaged_from=[str(p) for p in paths])
+    model = build_model(config, average_weights([state for _, state in parsed]), str(paths[0]))
+    first = payloads[0].get("metadata", {})
+    metadata = dict(first if isinstance(first, dict) else {}, averaged_from=list(map(str, paths)))
     return save_checkpoint(model, output, metadata)
 
 
