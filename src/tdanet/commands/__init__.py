@@ -19,6 +19,15 @@ def warn_if_untrained(command: str, model: str | os.PathLike[str]) -> None:
         print(f"tdanet {command}: warning: {note}", file=sys.stderr)
 
 
+def refuse_existing_output(path: os.PathLike[str] | str, force: bool) -> None:
+    """Stop in one line before any work when output file ``path`` exists and ``--force``
+    was not given: a user's file is never replaced unasked."""
+    from ..errors import TDANetError
+
+    if os.path.exists(path) and not force:
+        raise TDANetError(f"{path}: already exists; pass --force to overwrite it")
+
+
 def add_cpu_arguments(parser: argparse.ArgumentParser) -> None:
     """``--workers`` and ``--threads``, shared by the commands that separate recordings."""
     parser.add_argument(

@@ -20,10 +20,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..checkpoint import average_checkpoints
     from ..errors import CheckpointError
+    from . import refuse_existing_output
 
     output = Path(args.out)
-    if output.exists() and not args.force:
-        raise CheckpointError(f"{output}: already exists; pass --force to overwrite it")
+    refuse_existing_output(output, args.force)
     if output.resolve() in {Path(p).resolve() for p in args.checkpoints}:
         raise CheckpointError(f"{output}: is one of the inputs; write the mean to a new file")
     average_checkpoints(args.checkpoints, output)

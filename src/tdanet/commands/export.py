@@ -24,13 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..export import CHECK_LENGTHS, ExportError, export_onnx
+    from ..export import CHECK_LENGTHS, export_onnx
     from ..pretrained import load_model, require_tdanet
-    from . import warn_if_untrained
+    from . import refuse_existing_output, warn_if_untrained
 
     output = Path(args.output)
-    if output.exists() and not args.force:
-        raise ExportError(f"{output}: already exists; pass --force to overwrite it")
+    refuse_existing_output(output, args.force)
     model = require_tdanet(load_model(args.model), "tdanet export")
     warn_if_untrained("export", args.model)
     lengths = () if args.no_check else CHECK_LENGTHS
