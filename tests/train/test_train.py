@@ -74,9 +74,13 @@ def test_resume_continues_exactly(corpus: Path, tmp_path: Path) -> None:
         train(load_recipe(RECIPE, tiny_overrides(corpus, tmp_path / "b", 2)))
 
 
-def test_averaged_weights_span_resumes(corpus: Path, tmp_path: Path) -> None:
+def test_averaged_and_kept_epochs_span_resumes(corpus: Path, tmp_path: Path) -> None:
     def run(epochs: int, resume: str | None) -> dict[str, torch.Tensor]:
-        overrides = [*tiny_overrides(corpus, tmp_path, epochs), "optim.average_epochs=2"]
+        overrides = [
+            *tiny_overrides(corpus, tmp_path, epochs),
+            "optim.average_epochs=2",
+            "optim.keep_epochs=true",
+        ]
         result = train(load_recipe(RECIPE, overrides), resume=resume)
         return read_checkpoint(result.last)["state_dict"]
 
@@ -91,6 +95,12 @@ def test_averaged_weights_span_resumes(corpus: Path, tmp_path: Path) -> None:
     for name, tensor in averaged["state_dict"].items():
         assert torch.equal(tensor, expected[name]), name
     assert load_model(tmp_path / "checkpoints" / "averaged.pt").config.num_blocks == 2
+    # Each epoch's weights stay, whichever sitting trained it.
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("epoch-*.pt"))
+    assert kept == ["epoch-0.pt", "epoch-1.pt", "epoch-2.pt"]
+    for epoch, weights in ((1, epoch1), (2, epoch2)):
+        state = read_checkpoint(tmp_path / "checkpoints" / f"epoch-{epoch}.pt")["state_dict"]
+        assert all(torch.equal(state[n], weights[n]) for n in weights)
 
 
 def test_average_epochs_must_not_be_negative(corpus: Path, tmp_path: Path) -> None:

@@ -22,7 +22,8 @@ from ..model import TFACM, TDANet
 class PackageCheckpoint(L.Callback):
     """After each validation, write ``last.pt`` and, when the loss improved, ``best.pt``;
     with ``average_epochs`` > 0 also ``averaged.pt``, the mean of the weights at the last
-    ``average_epochs`` validations (fewer at the start of a run).
+    ``average_epochs`` validations (fewer at the start of a run); with ``keep_epochs`` also
+    ``epoch-N.pt``, a copy of ``last.pt`` that later epochs do not replace.
 
     A validation loss or a weight that is not finite stops the run with a
     :class:`~tdanet.errors.TrainingError` instead of writing a broken checkpoint.
@@ -33,11 +34,18 @@ class PackageCheckpoint(L.Callback):
     state, so a resumed run keeps comparing and averaging as if it had not stopped.
     """
 
-    def __init__(self, directory: Path, recipe: dict[str, Any], average_epochs: int = 0) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        recipe: dict[str, Any],
+        average_epochs: int = 0,
+        keep_epochs: bool = False,
+    ) -> None:
         self.directory = directory
         self.recipe = recipe
         self.best = math.inf
         self.average_epochs = average_epochs
+        self.keep_epochs = keep_epochs
         # (epoch, weights) of the last validations, on the process that writes files.
         self.recent: list[tuple[int, dict[str, torch.Tensor]]] = []
 
@@ -73,6 +81,8 @@ class PackageCheckpoint(L.Callback):
             "recipe": self.recipe,
         }
         save_checkpoint(model, self.directory / "last.pt", metadata)
+        if self.keep_epochs:
+            save_checkpoint(model, self.directory / f"epoch-{trainer.current_epoch}.pt", metadata)
         if improved:
             save_checkpoint(model, self.directory / "best.pt", metadata)
         if self.average_epochs:

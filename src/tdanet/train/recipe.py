@@ -94,7 +94,8 @@ class OptimSection:
     """Adam, halving the rate after ``plateau_patience`` epochs without a better validation
     loss, stopping after ``early_stop_patience``; gradients clipped to L2 norm ``grad_clip``.
     ``average_epochs`` > 0 also writes ``averaged.pt``, the mean of the weights at that many
-    last validations (0: off)."""
+    last validations (0: off); ``keep_epochs`` keeps each epoch's weights as ``epoch-N.pt``
+    (for weight means across epochs or runs, ``tdanet average``)."""
 
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -103,6 +104,7 @@ class OptimSection:
     early_stop_patience: int = 30
     grad_clip: float | None = 5.0
     average_epochs: int = 0
+    keep_epochs: bool = False
 
 
 @dataclass(frozen=True)

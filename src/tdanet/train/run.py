@@ -183,7 +183,7 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
     rank_zero_only(write_run_files)(output, recipe, data.speaker_splits)
 
     package_checkpoint = PackageCheckpoint(
-        checkpoints, recipe.to_dict(), recipe.optim.average_epochs
+        checkpoints, recipe.to_dict(), recipe.optim.average_epochs, recipe.optim.keep_epochs
     )
     callbacks: list[Any] = [
         ModelCheckpoint(
