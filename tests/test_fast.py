@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from tdanet.fast import FastTDANet, optimize_for_inference
-from tdanet.model import PRESETS, TDANet
+from tdanet.model import PRESETS, TDANet, native
 from tdanet.model.folding import (
     DepthwiseConv,
     FoldContext,
@@ -30,6 +30,16 @@ TOLERANCE = 1e-4
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.fixture(params=["native", "torch"])
+def conv_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Depthwise convolutions by the native kernel (skipped where it does not build) or torch."""
+    if request.param == "torch":
+        monkeypatch.setattr(native, "kernel", lambda: None)
+    elif native.kernel() is None:
+        pytest.skip("the native kernel does not build here")
+    return str(request.param)
+
+
 def reference_and_fast(changes: dict, seed: int = 0) -> tuple[TDANet, torch.nn.Module]:
     model = randomize_(TDANet(PRESETS["tdanet-tiny"].replace(**changes)), seed).eval()
     return model, optimize_for_inference(model)
@@ -47,7 +57,7 @@ def reference_and_fast(changes: dict, seed: int = 0) -> tuple[TDANet, torch.nn.M
         {"sample_rate": 22050, "enc_kernel_size": 3},
     ],
 )
-def test_fast_path_equals_eager_model_on_odd_lengths(changes: dict) -> None:
+def test_fast_path_equals_eager_model_on_odd_lengths(changes: dict, conv_path: str) -> None:
     model, fast = reference_and_fast(changes)
     assert isinstance(fast, FastTDANet)
     assert fast.config == model.config
@@ -65,6 +75,7 @@ def test_plain_convolutions_where_oneDNN_cannot_write_in_place(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     model, fast = reference_and_fast({})
+    monkeypatch.setattr(native, "kernel", lambda: None)
     monkeypatch.setattr("tdanet.model.folding._conv_into", lambda: False)
     mixture = torch.randn(2, 777, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -85,7 +96,7 @@ def test_gathered_guides_equal_the_run_by_run_upsampling(monkeypatch: pytest.Mon
 
 @pytest.mark.parametrize("kept", [False, True])  # scratch buffers, or fresh outputs
 def test_large_convolution_outputs_equal_the_eager_model(
-    monkeypatch: pytest.MonkeyPatch, kept: bool
+    monkeypatch: pytest.MonkeyPatch, kept: bool, conv_path: str
 ) -> None:
     model, fast = reference_and_fast({})
     monkeypatch.setattr("tdanet.model.folding._FRESH_ELEMENTS", 0)  # every output counts large

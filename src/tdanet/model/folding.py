@@ -5,8 +5,10 @@ block's weights, rearranged once; :class:`tdanet.model.tdanet.FastTDANet` assemb
 What makes them fast (each step measured on one CPU thread; see docs/efficiency.md):
 
 * Time-major layout: inside the separator every feature is (batch, frames, channels).
-  Depthwise convolutions then run as channels-last oneDNN kernels, nearest upsampling is a
-  row gather and per-channel scales broadcast along the contiguous axis.
+  Depthwise convolutions then run as one pass of a small C kernel that also sums the
+  moments their gLN needs (:mod:`tdanet.model.native`; channels-last oneDNN kernels where
+  it cannot be built), nearest upsampling is a row gather and per-channel scales broadcast
+  along the contiguous axis.
 * Deferred global layer norms (gLN): each gLN is computed from per-channel moments (sum and
   sum of squares over time) and applied as one per-channel ``x * scale + shift``, folded
   into whatever reads it where that is exact (pooling, the LA products).
@@ -38,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import native
 from .ops import nearest_index
 
 Moments = tuple[torch.Tensor, torch.Tensor]
@@ -320,10 +323,12 @@ def _conv_into() -> bool:
 
 
 class DepthwiseConv(nn.Module):
-    """A depthwise ``nn.Conv1d`` on time-major features, run as a channels-last 2-D conv."""
+    """A depthwise ``nn.Conv1d`` on time-major features: the native kernel
+    (:mod:`tdanet.model.native`) where it runs, else a channels-last 2-D conv."""
 
     weight: torch.Tensor
     bias: torch.Tensor | None
+    taps: torch.Tensor | None
 
     def __init__(self, conv: nn.Conv1d) -> None:
         super().__init__()
@@ -333,6 +338,30 @@ class DepthwiseConv(nn.Module):
         self.groups = conv.groups
         self.register_buffer("weight", frozen(conv.weight).unsqueeze(2))
         self.register_buffer("bias", None if conv.bias is None else frozen(conv.bias))
+        # (K, C): the native kernel's layout; None unless one input channel per output.
+        plain = conv.groups == conv.in_channels == conv.out_channels
+        self.register_buffer("taps", frozen(conv.weight)[:, 0].t().contiguous() if plain else None)
+
+    def with_moments(
+        self, x: torch.Tensor, ctx: FoldContext, moments: bool = True
+    ) -> tuple[torch.Tensor, Moments | None] | None:
+        """The convolution of x (batch, T, C) by :mod:`tdanet.model.native`, and with
+        ``moments`` the output's :func:`time_moments` from the same pass; None where that
+        kernel does not run (not a CPU float32 input, no compiler, ...)."""
+        function = native.kernel() if x.device.type == "cpu" else None
+        if function is None or self.taps is None or x.dtype != torch.float32:
+            return None
+        x = x.contiguous()
+        batch, length, channels = x.shape
+        frames = (length + 2 * self.padding - self.kernel) // self.stride + 1
+        shape = (batch, frames, channels)
+        if _freed_memory_kept or batch * frames * channels <= _FRESH_ELEMENTS:
+            out = x.new_empty(shape)
+        else:
+            out = ctx.buffer(self, x, shape)
+        sums = x.new_empty((batch, 2, channels), dtype=torch.float64) if moments else None
+        native.depthwise(function, x, self.taps, self.bias, self.stride, self.padding, out, sums)
+        return out, None if sums is None else (sums[:, 0], sums[:, 1])
 
     def forward(self, x: torch.Tensor, ctx: FoldContext) -> torch.Tensor:
         """(batch, T, C) -> (batch, ceil(T / stride), C).
@@ -342,6 +371,9 @@ class DepthwiseConv(nn.Module):
         runs again): a fresh one that large would cost a zero-filled mapping from the OS, as
         much time as the convolution itself.
         """
+        computed = self.with_moments(x, ctx, moments=False)
+        if computed is not None:
+            return computed[0]
         batch, length, channels = x.shape
         frames = (length + 2 * self.padding - self.kernel) // self.stride + 1
         image = x.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)

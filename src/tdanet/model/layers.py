@@ -261,6 +261,11 @@ class FoldedDepthwiseNorm(nn.Module):
         (:func:`~tdanet.model.folding.time_moments`; None unless ``per_channel``), and (a, b):
         ConvNorm = d * a + b.
         """
+        computed = self.conv.with_moments(x, ctx)
+        if computed is not None:  # the native kernel: moments from the same pass, any use
+            d, moments = computed
+            assert moments is not None
+            return d, moments if per_channel else None, self.norm.affine(moments, d.shape[1])
         d = self.conv(x, ctx)
         if not per_channel:
             return d, None, self.norm.of(d)
