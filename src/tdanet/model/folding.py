@@ -347,8 +347,10 @@ class DepthwiseConv(nn.Module):
     ) -> tuple[torch.Tensor, Moments | None] | None:
         """The convolution of x (batch, T, C) by :mod:`tdanet.model.native`, and with
         ``moments`` the output's :func:`time_moments` from the same pass; None where that
-        kernel does not run (not a CPU float32 input, no compiler, ...)."""
-        function = native.kernel() if x.device.type == "cpu" else None
+        kernel does not run (not a CPU float32 input, no compiler, ...) or torch has several
+        threads (the kernel uses one; oneDNN's convolution uses them all)."""
+        one_thread = x.device.type == "cpu" and torch.get_num_threads() == 1
+        function = native.kernel() if one_thread else None
         if function is None or self.taps is None or x.dtype != torch.float32:
             return None
         x = x.contiguous()
