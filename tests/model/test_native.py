@@ -90,6 +90,17 @@ def test_failing_compiler_means_no_kernel_and_no_file(
     assert not list((tmp_path / "tdanet" / "native").glob("*.so"))
 
 
+def test_no_cache_folder_means_no_kernel(
+    monkeypatch: pytest.MonkeyPatch, fresh_kernel: None
+) -> None:
+    def homeless() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setattr(native.Path, "home", homeless)
+    assert native.kernel() is None
+
+
 def test_a_kernel_that_computes_wrong_is_not_used(
     monkeypatch: pytest.MonkeyPatch, fresh_kernel: None
 ) -> None:

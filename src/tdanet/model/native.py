@@ -116,7 +116,8 @@ def kernel() -> Kernel | None:
         return None
     try:
         function = _load(build(compiler, cache_dir()))
-    except (OSError, subprocess.SubprocessError, AttributeError):
+    # RuntimeError: no home folder for the cache; AttributeError: no such symbol.
+    except (OSError, subprocess.SubprocessError, AttributeError, RuntimeError):
         return None
     return function if _reproduces_conv1d(function) else None
 
