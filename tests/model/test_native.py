@@ -20,7 +20,7 @@ def kernel() -> native.Kernel:
     if function is None:
         if os.environ.get(REQUIRE_NATIVE):
             pytest.fail(f"{REQUIRE_NATIVE} is set but the native kernel did not build or load")
-        pytest.skip("no C compiler here: the fast path uses torch's convolution")
+        pytest.skip("the native kernel does not build here (no C compiler?): torch convolves")
     return function
 
 
