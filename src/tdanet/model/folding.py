@@ -342,6 +342,10 @@ class DepthwiseConv(nn.Module):
         plain = conv.groups == conv.in_channels == conv.out_channels
         self.register_buffer("taps", frozen(conv.weight)[:, 0].t().contiguous() if plain else None)
 
+    def frames(self, length: int) -> int:
+        """Output frames for ``length`` input frames."""
+        return (length + 2 * self.padding - self.kernel) // self.stride + 1
+
     def with_moments(
         self, x: torch.Tensor, ctx: FoldContext, moments: bool = True
     ) -> tuple[torch.Tensor, Moments | None] | None:
@@ -355,7 +359,7 @@ class DepthwiseConv(nn.Module):
             return None
         x = x.contiguous()
         batch, length, channels = x.shape
-        frames = (length + 2 * self.padding - self.kernel) // self.stride + 1
+        frames = self.frames(length)
         shape = (batch, frames, channels)
         if _freed_memory_kept or batch * frames * channels <= _FRESH_ELEMENTS:
             out = x.new_empty(shape)
@@ -377,7 +381,7 @@ class DepthwiseConv(nn.Module):
         if computed is not None:
             return computed[0]
         batch, length, channels = x.shape
-        frames = (length + 2 * self.padding - self.kernel) // self.stride + 1
+        frames = self.frames(length)
         image = x.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)
         in_place = (
             x.device.type == "cpu"
