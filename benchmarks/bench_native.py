@@ -1,5 +1,5 @@
-"""The fast path with its native depthwise kernel against the same path on torch's
-convolutions (oneDNN), alternating in one process, one thread.
+"""The fast path with its native kernels (``tdanet.model.native``) against the same path on
+torch's operations only (oneDNN convolutions), alternating in one process, one thread.
 
     python benchmarks/bench_native.py [--model tdanet] [--seconds 0.05 1 10] [--rounds 7]
 
@@ -35,10 +35,10 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(1)
-    compiled = native.kernel
+    compiled = native.kernels
     if compiled() is None:
         raise SystemExit(
-            "the native kernel does not build here (no C compiler?): nothing to compare"
+            "the native kernels do not build here (no C compiler?): nothing to compare"
         )
     if args.model in PRESETS:
         model = randomized(TDANet(get_preset(args.model)), 0).eval()
@@ -46,19 +46,17 @@ def main() -> None:
         model = load_model(args.model).eval()
     fast = optimize_for_inference(model)
     rate = model.config.sample_rate
-    print(
-        f"# native depthwise kernel vs torch's convolutions, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
-    )
+    print(f"# native kernels vs torch's operations, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"model {args.model}; one thread, process CPU time; load average {os.getloadavg()}")
 
     def run(kind: str, waveform: torch.Tensor) -> tuple[float, torch.Tensor]:
-        native.kernel = compiled if kind == "native" else (lambda: None)
+        native.kernels = compiled if kind == "native" else (lambda: None)
         start = time.process_time()
         out = fast(waveform)
         return time.process_time() - start, out
 
     medians: dict[tuple[float, str], float] = {}
-    print("| audio | torch convs, s per s | native, s per s | speed-up | max difference |")
+    print("| audio | torch only, s per s | native, s per s | speed-up | max difference |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for seconds in args.seconds:
         waveform = torch.randn(1, round(seconds * rate), generator=torch.Generator().manual_seed(0))
@@ -73,7 +71,7 @@ def main() -> None:
             medians[seconds, kind] = statistics.median(values) / seconds
         base, new = medians[seconds, "torch"], medians[seconds, "native"]
         print(f"| {seconds:g} s | {base:.4f} | {new:.4f} | {base / new:.2f}x | {difference:.1e} |")
-    native.kernel = compiled
+    native.kernels = compiled
     if 1.0 in args.seconds and 10.0 in args.seconds:
         for kind in ("torch", "native"):
             ratio = medians[1.0, kind] / medians[10.0, kind]

@@ -32,11 +32,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(params=["native", "torch"])
 def conv_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Depthwise convolutions by the native kernel (skipped where it does not build) or torch."""
+    """The native kernels (skipped where they do not build), or torch's operations only."""
     if request.param == "torch":
-        monkeypatch.setattr(native, "kernel", lambda: None)
-    elif native.kernel() is None:
-        pytest.skip("the native kernel does not build here")
+        monkeypatch.setattr(native, "kernels", lambda: None)
+    elif native.kernels() is None:
+        pytest.skip("the native kernels do not build here")
     return str(request.param)
 
 
@@ -75,7 +75,7 @@ def test_plain_convolutions_where_oneDNN_cannot_write_in_place(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     model, fast = reference_and_fast({})
-    monkeypatch.setattr(native, "kernel", lambda: None)
+    monkeypatch.setattr(native, "kernels", lambda: None)
     monkeypatch.setattr("tdanet.model.folding._conv_into", lambda: False)
     mixture = torch.randn(2, 777, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -85,6 +85,7 @@ def test_plain_convolutions_where_oneDNN_cannot_write_in_place(
 
 def test_gathered_guides_equal_the_run_by_run_upsampling(monkeypatch: pytest.MonkeyPatch) -> None:
     model, fast = reference_and_fast({})
+    monkeypatch.setattr(native, "kernels", lambda: None)  # the native LA product has no runs
     monkeypatch.setattr(
         "tdanet.model.folding._MAX_RUNS", 1
     )  # every upsampling takes the gather path

@@ -279,6 +279,14 @@ _KEEP_BYTES = 1 << 30
 _freed_memory_kept = False
 
 
+def native_kernels(x: torch.Tensor) -> native.Kernels | None:
+    """:func:`tdanet.model.native.kernels` where they apply to x: float32 on the CPU with torch
+    on one thread (the kernels use one; torch's operators use all it has)."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or torch.get_num_threads() != 1:
+        return None
+    return native.kernels()
+
+
 def keep_freed_memory() -> bool:
     """Make glibc keep freed memory for reuse in this process (and in processes it forks
     later); False where there is no ``mallopt`` (not glibc).
@@ -346,16 +354,19 @@ class DepthwiseConv(nn.Module):
         """Output frames for ``length`` input frames."""
         return (length + 2 * self.padding - self.kernel) // self.stride + 1
 
-    def with_moments(
-        self, x: torch.Tensor, ctx: FoldContext, moments: bool = True
-    ) -> tuple[torch.Tensor, Moments | None] | None:
-        """The convolution of x (batch, T, C) by :mod:`tdanet.model.native`, and with
-        ``moments`` the output's :func:`time_moments` from the same pass; None where that
-        kernel does not run (not a CPU float32 input, no compiler, ...) or torch has several
-        threads (the kernel uses one; oneDNN's convolution uses them all)."""
-        one_thread = x.device.type == "cpu" and torch.get_num_threads() == 1
-        function = native.kernel() if one_thread else None
-        if function is None or self.taps is None or x.dtype != torch.float32:
+    def native_pass(
+        self,
+        x: torch.Tensor,
+        ctx: FoldContext,
+        norm: tuple[torch.Tensor, torch.Tensor, float] | None = None,
+        per_channel: bool = False,
+    ) -> tuple[torch.Tensor, Moments | None, Affine | None] | None:
+        """The convolution of x (batch, T, C) by :mod:`tdanet.model.native` -> (output,
+        its :func:`time_moments` if ``per_channel``, the (scale, shift) (batch, 1, C) of the
+        gLN ``norm`` = (gamma, beta, eps) of the output if given), all from one pass; None
+        where the kernels do not run (:func:`native_kernels`)."""
+        compiled = native_kernels(x)
+        if compiled is None or self.taps is None:
             return None
         x = x.contiguous()
         batch, length, channels = x.shape
@@ -365,9 +376,13 @@ class DepthwiseConv(nn.Module):
             out = x.new_empty(shape)
         else:
             out = ctx.buffer(self, x, shape)
-        sums = x.new_empty((batch, 2, channels), dtype=torch.float64) if moments else None
-        native.depthwise(function, x, self.taps, self.bias, self.stride, self.padding, out, sums)
-        return out, None if sums is None else (sums[:, 0], sums[:, 1])
+        sums = x.new_empty((batch, 2, channels), dtype=torch.float64) if per_channel else None
+        affine = None if norm is None else x.new_empty((2, batch, 1, channels))
+        native.depthwise(
+            compiled, x, self.taps, self.bias, self.stride, self.padding, out, sums, norm, affine
+        )
+        moments = None if sums is None else (sums[:, 0], sums[:, 1])
+        return out, moments, None if affine is None else (affine[0], affine[1])
 
     def forward(self, x: torch.Tensor, ctx: FoldContext) -> torch.Tensor:
         """(batch, T, C) -> (batch, ceil(T / stride), C).
@@ -377,7 +392,7 @@ class DepthwiseConv(nn.Module):
         runs again): a fresh one that large would cost a zero-filled mapping from the OS, as
         much time as the convolution itself.
         """
-        computed = self.with_moments(x, ctx, moments=False)
+        computed = self.native_pass(x, ctx)
         if computed is not None:
             return computed[0]
         batch, length, channels = x.shape

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
+from . import native
 from .folding import (
     Affine,
     DepthwiseConv,
@@ -17,6 +18,7 @@ from .folding import (
     Moments,
     frozen,
     gln_scale_shift,
+    native_kernels,
     time_moments,
     total_affine,
     upsampled_multiply_add_,
@@ -239,6 +241,10 @@ class FoldedProjection(nn.Module):
         batch, frames, _ = x.shape
         out = ctx.buffer(self, x, (batch, frames, self.weight.shape[1]))
         y = torch.baddbmm(self.bias, x, self.weight.expand(batch, -1, -1), out=out)
+        compiled = native_kernels(y)
+        if compiled is not None:
+            norm = self.norm
+            return native.gln_(compiled, y, norm.gamma, norm.beta, norm.eps, self.slope)
         scale, shift = self.norm.of(y)
         y = torch.addcmul(shift, y, scale, out=y)
         return y if self.slope is None else F.leaky_relu_(y, self.slope)  # one-parameter PReLU
@@ -261,11 +267,12 @@ class FoldedDepthwiseNorm(nn.Module):
         (:func:`~tdanet.model.folding.time_moments`; None unless ``per_channel``), and (a, b):
         ConvNorm = d * a + b.
         """
-        computed = self.conv.with_moments(x, ctx)
-        if computed is not None:  # the native kernel: moments from the same pass, any use
-            d, moments = computed
-            assert moments is not None
-            return d, moments if per_channel else None, self.norm.affine(moments, d.shape[1])
+        norm = self.norm
+        computed = self.conv.native_pass(x, ctx, (norm.gamma, norm.beta, norm.eps), per_channel)
+        if computed is not None:  # the native kernels: moments and map from the same pass
+            d, moments, affine = computed
+            assert affine is not None
+            return d, moments, affine
         d = self.conv(x, ctx)
         if not per_channel:
             return d, None, self.norm.of(d)
@@ -314,6 +321,19 @@ def gate_and_shift(
     the coarser of the two lengths. Overwrites and returns ``d``, and overwrites the guides.
     """
     length = d.shape[1]
+    compiled = native_kernels(d)
+    if compiled is not None and d.is_contiguous():
+        source = gate.shape[1]
+        index = None if source == length else ctx.index(source, length, d.device)
+        return native.la_product_(
+            compiled,
+            d,
+            scale.contiguous(),
+            offset.contiguous(),
+            gate.contiguous(),
+            shift.contiguous(),
+            index,
+        )
     if gate.shape[1] > length:
         gate, shift = ctx.resize(gate, length, "gate"), ctx.resize(shift, length, "shift")
     add = shift.addcmul_(offset, gate)
@@ -358,6 +378,8 @@ class FoldedPointwiseFusions(nn.Module):
     """
 
     local_weight: torch.Tensor
+    local_gamma: torch.Tensor
+    local_beta: torch.Tensor
     glob_weight: torch.Tensor
     glob_gamma: torch.Tensor
     glob_beta: torch.Tensor
@@ -369,11 +391,13 @@ class FoldedPointwiseFusions(nn.Module):
             conv = branch.conv
             if conv.kernel_size[0] != 1 or conv.bias is not None:
                 raise ValueError("expected LocalAttentions of kernel 1 without bias")
-        self.local = nn.ModuleList([FoldedNorm(la.local_embedding.norm) for la in las])
+        locals_ = [la.local_embedding for la in las]
         self.register_buffer(
-            "local_weight",
-            torch.stack([frozen(la.local_embedding.conv.weight[:, 0, 0]) for la in las]),
+            "local_weight", torch.stack([frozen(br.conv.weight[:, 0, 0]) for br in locals_])
         )
+        self.register_buffer("local_gamma", torch.stack([frozen(br.norm.gamma) for br in locals_]))
+        self.register_buffer("local_beta", torch.stack([frozen(br.norm.beta) for br in locals_]))
+        self.local_eps = [br.norm.eps for br in locals_]
         # Stacked gains of every (act, embedding) branch: one vectorised gLN for all levels.
         self.register_buffer(
             "glob_weight",
@@ -392,14 +416,26 @@ class FoldedPointwiseFusions(nn.Module):
 
         Both are views of one scratch buffer of the call.
         """
-        scale, shift = gln_scale_shift(
-            time_moments(glob, ctx.squares(glob)),
-            glob.shape[1],
-            self.glob_gamma,
-            self.glob_beta,
-            self.glob_eps,
-            self.glob_weight,
-        )
+        compiled = native_kernels(glob)
+        if compiled is not None:
+            scale, shift = native.gln_of_map(
+                compiled,
+                native.moments(compiled, glob.contiguous()),
+                glob.shape[1],
+                self.glob_weight[:, 0],
+                self.glob_gamma[:, 0],
+                self.glob_beta[:, 0],
+                self.glob_eps,
+            )
+        else:
+            scale, shift = gln_scale_shift(
+                time_moments(glob, ctx.squares(glob)),
+                glob.shape[1],
+                self.glob_gamma,
+                self.glob_beta,
+                self.glob_eps,
+                self.glob_weight,
+            )
         out = ctx.buffer(self, glob, (self.glob_weight.shape[0], *glob.shape))
         torch.addcmul(shift, glob, scale, out=out)
         return out[0::2].sigmoid_(), out[1::2]
@@ -417,10 +453,23 @@ class FoldedPointwiseFusions(nn.Module):
         d, moments, (a, b) = raw
         if moments is None:
             raise ValueError(f"level {level}: the LA needs the per-channel moments of its input")
-        weight = self.local_weight[level]
-        norm = cast(FoldedNorm, self.local[level])
-        scale, offset = norm.affine(
-            moments, d.shape[1], weight * a.squeeze(-2), weight * b.squeeze(-2)
+        rows = slice(level, level + 1)  # this level's map, kept 2-D: (1, N)
+        weight, gamma, beta = self.local_weight[rows], self.local_gamma[rows], self.local_beta[rows]
+        eps = self.local_eps[level]
+        compiled = native_kernels(d)
+        if compiled is not None:
+            scale, offset = native.gln_of_map(
+                compiled, moments, d.shape[1], weight, gamma, beta, eps, a, b
+            )
+            return gate_and_shift(d, scale[0], offset[0], gate[level], shift[level], ctx)
+        scale, offset = gln_scale_shift(
+            moments,
+            d.shape[1],
+            gamma[0],
+            beta[0],
+            eps,
+            weight * a.squeeze(-2),
+            weight * b.squeeze(-2),
         )
         return gate_and_shift(d, scale, offset, gate[level], shift[level], ctx)
 
