@@ -5,10 +5,11 @@ block's weights, rearranged once; :class:`tdanet.model.tdanet.FastTDANet` assemb
 What makes them fast (each step measured on one CPU thread; see docs/efficiency.md):
 
 * Time-major layout: inside the separator every feature is (batch, frames, channels).
-  Depthwise convolutions then run as one pass of a small C kernel that also sums the
-  moments their gLN needs (:mod:`tdanet.model.native`; channels-last oneDNN kernels where
-  it cannot be built), nearest upsampling is a row gather and per-channel scales broadcast
-  along the contiguous axis.
+  Depthwise convolutions then run as one pass of a small C kernel that also yields their
+  gLN (:mod:`tdanet.model.native`, which also applies the projections' gLNs and forms the LA
+  products; channels-last oneDNN kernels and torch's operations where it cannot be built),
+  nearest upsampling is a row gather and per-channel scales broadcast along the contiguous
+  axis.
 * Deferred global layer norms (gLN): each gLN is computed from per-channel moments (sum and
   sum of squares over time) and applied as one per-channel ``x * scale + shift``, folded
   into whatever reads it where that is exact (pooling, the LA products).

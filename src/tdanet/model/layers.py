@@ -318,7 +318,8 @@ def gate_and_shift(
     (batch, T_g, N), ``up`` the nearest resize to T.
 
     Computed as ``d * up(scale * gate) + up(offset * gate + shift)``, forming the products at
-    the coarser of the two lengths. Overwrites and returns ``d``, and overwrites the guides.
+    the coarser of the two lengths. Overwrites and returns ``d``; may overwrite the guides.
+    With the native kernels (:mod:`tdanet.model.native`) one pass over d does it all.
     """
     length = d.shape[1]
     compiled = native_kernels(d)
@@ -459,7 +460,15 @@ class FoldedPointwiseFusions(nn.Module):
         compiled = native_kernels(d)
         if compiled is not None:
             scale, offset = native.gln_of_map(
-                compiled, moments, d.shape[1], weight, gamma, beta, eps, a, b
+                compiled,
+                moments,
+                d.shape[1],
+                weight,
+                gamma,
+                beta,
+                eps,
+                a.contiguous(),
+                b.contiguous(),
             )
             return gate_and_shift(d, scale[0], offset[0], gate[level], shift[level], ctx)
         scale, offset = gln_scale_shift(
