@@ -4,7 +4,8 @@ On a CPU, oneDNN spends 100-200 us on any depthwise convolution however short (a
 them per TDANet call), a gLN takes a dozen small torch operations, and an LA product with
 nearest upsampling one operation per run of repeated rows; on short inputs these per-call
 costs dominate. ``native.c`` does each in one call: a depthwise convolution with its output's
-moments and gLN map, a gLN applied in place (with a PReLU), and the LA product. It is plain
+moments and gLN map, a gLN applied in place (with a PReLU), a tensor's moments, the gLNs of
+per-channel maps from moments, and the LA product. It is plain
 C: the system's C compiler (``$CC``, else ``cc`` or ``gcc``) builds it once per machine with
 ``-march=native`` into ``$XDG_CACHE_HOME/tdanet/native`` (keyed by the source, the flags, the
 compiler and the CPU), and it is loaded with ctypes.
