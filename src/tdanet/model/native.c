@@ -51,9 +51,10 @@ static void accumulate(const float *restrict o, long C, long f, long F, float *r
         p2[c] += o[c] * o[c];
     }
     if ((f + 1) % ROWS == 0 || f + 1 == F) {
-        for (long c = 0; c < 2 * C; c++) {
+        for (long c = 0; c < C; c++) {
             s[c] += p[c];
-            p[c] = 0.0f;
+            s[C + c] += p2[c];
+            p[c] = p2[c] = 0.0f;
         }
     }
 }
