@@ -59,21 +59,40 @@ static void accumulate(const float *restrict o, long C, long f, long F, float *r
     }
 }
 
-/* The gLN of one item from its per-channel moments s (2, C) over count elements:
- * scale = gamma / std, shift = beta - mean * scale, so gLN(x) = x * scale + shift. */
-static void gln_map(const double *restrict s, long C, double count, const float *restrict gamma,
-                    const float *restrict beta, double eps, float *restrict scale,
-                    float *restrict shift) {
-    double total = 0.0, squares = 0.0;
-    for (long c = 0; c < C; c++) {
-        total += s[c];
-        squares += s[C + c];
+/* Zeroes the float partials p (2, C) and the float64 moments s (2, C), then adds the T
+ * frames of x (T, C) into s. */
+static void item_moments(const float *restrict x, long T, long C, float *restrict p,
+                         double *restrict s) {
+    for (long c = 0; c < 2 * C; c++) {
+        s[c] = 0.0;
+        p[c] = 0.0f;
     }
-    double mean = total / count, var = squares / count - mean * mean;
-    float inv_std = (float)(1.0 / sqrt((var > 0.0 ? var : 0.0) + eps)), m = (float)mean;
+    for (long t = 0; t < T; t++) accumulate(x + t * C, C, t, T, p, s);
+}
+
+/* The gLN (gamma, beta (C), eps) of one item's per-channel map y = g * x + o, g = w * a,
+ * o = w * b (w NULL meaning 1, a NULL meaning 1, b NULL meaning 0), from x's per-channel
+ * sums x1 and squares x2 (C, float64) over length frames: gLN(y) = x * scale + shift. */
+static void gln_of_moments(const double *restrict x1, const double *restrict x2, long C,
+                           long length, const float *restrict w, const float *restrict a,
+                           const float *restrict b, const float *restrict gamma,
+                           const float *restrict beta, double eps, float *restrict scale,
+                           float *restrict shift) {
+    double n = (double)length, total = 0.0, squares = 0.0;
     for (long c = 0; c < C; c++) {
-        scale[c] = gamma[c] * inv_std;
-        shift[c] = beta[c] - m * scale[c];
+        float wc = w ? w[c] : 1.0f;
+        double g = a ? wc * a[c] : wc, o = b ? wc * b[c] : 0.0f;
+        total += g * x1[c] + o * n;
+        squares += g * g * x2[c] + 2.0 * o * g * x1[c] + o * o * n;
+    }
+    double mean = total / (n * C), var = squares / (n * C) - mean * mean;
+    float inv_std = (float)(1.0 / sqrt((var > 0.0 ? var : 0.0) + eps)), mf = (float)mean;
+    for (long c = 0; c < C; c++) {
+        float wc = w ? w[c] : 1.0f;
+        float g = a ? wc * a[c] : wc, o = b ? wc * b[c] : 0.0f;
+        float unit = gamma[c] * inv_std;
+        shift[c] = beta[c] - mf * unit + o * unit;
+        scale[c] = unit * g;
     }
 }
 
@@ -116,7 +135,8 @@ int tdanet_depthwise(const float *restrict x, long B, long T, long C,
             if (moments) accumulate(o, C, f, F, partial, s);
         }
         if (affine)
-            gln_map(s, C, (double)F * C, gamma, beta, eps, affine + b * C, affine + (B + b) * C);
+            gln_of_moments(s, s + C, C, F, NULL, NULL, NULL, gamma, beta, eps, affine + b * C,
+                           affine + (B + b) * C);
     }
     free(partial);
     free(own);
@@ -138,12 +158,8 @@ int tdanet_gln(float *restrict y, long B, long T, long C, const float *restrict 
     }
     for (long b = 0; b < B; b++) {
         float *yb = y + b * T * C;
-        for (long c = 0; c < 2 * C; c++) {
-            s[c] = 0.0;
-            partial[c] = 0.0f;
-        }
-        for (long t = 0; t < T; t++) accumulate(yb + t * C, C, t, T, partial, s);
-        gln_map(s, C, (double)T * C, gamma, beta, eps, map, map + C);
+        item_moments(yb, T, C, partial, s);
+        gln_of_moments(s, s + C, C, T, NULL, NULL, NULL, gamma, beta, eps, map, map + C);
         const float *restrict scale = map, *restrict shift = map + C;
         float negative = act ? slope : 1.0f;
         for (long t = 0; t < T; t++) {
@@ -187,14 +203,7 @@ void tdanet_la_product(float *restrict d, long B, long T, long C, const float *r
 int tdanet_moments(const float *restrict x, long B, long T, long C, double *restrict sums) {
     float *partial = malloc(2 * C * sizeof(float));
     if (!partial) return -1;
-    for (long b = 0; b < B; b++) {
-        double *s = sums + b * 2 * C;
-        for (long c = 0; c < 2 * C; c++) {
-            s[c] = 0.0;
-            partial[c] = 0.0f;
-        }
-        for (long t = 0; t < T; t++) accumulate(x + (b * T + t) * C, C, t, T, partial, s);
-    }
+    for (long b = 0; b < B; b++) item_moments(x + b * T * C, T, C, partial, sums + b * 2 * C);
     free(partial);
     return 0;
 }
@@ -208,26 +217,12 @@ void tdanet_gln_of_map(const double *restrict s1, const double *restrict s2, lon
                        const float *restrict a, const float *restrict b,
                        const float *restrict gamma, const float *restrict beta, double eps,
                        float *restrict affine) {
-    double n = (double)length;
     for (long m = 0; m < M; m++) {
-        const float *wm = w + m * C, *gm = gamma + m * C, *bm = beta + m * C;
         for (long i = 0; i < B; i++) {
-            const double *x1 = s1 + i * stride, *x2 = s2 + i * stride;
-            double total = 0.0, squares = 0.0;
-            for (long c = 0; c < C; c++) {
-                double g = a ? wm[c] * a[i * C + c] : wm[c], o = b ? wm[c] * b[i * C + c] : 0.0f;
-                total += g * x1[c] + o * n;
-                squares += g * g * x2[c] + 2.0 * o * g * x1[c] + o * o * n;
-            }
-            double mean = total / (n * C), var = squares / (n * C) - mean * mean;
-            float inv_std = (float)(1.0 / sqrt((var > 0.0 ? var : 0.0) + eps)), mf = (float)mean;
-            float *scale = affine + (m * B + i) * C, *shift = affine + ((M + m) * B + i) * C;
-            for (long c = 0; c < C; c++) {
-                float g = a ? wm[c] * a[i * C + c] : wm[c], o = b ? wm[c] * b[i * C + c] : 0.0f;
-                float unit = gm[c] * inv_std;
-                shift[c] = bm[c] - mf * unit + o * unit;
-                scale[c] = unit * g;
-            }
+            gln_of_moments(s1 + i * stride, s2 + i * stride, C, length, w + m * C,
+                           a ? a + i * C : NULL, b ? b + i * C : NULL, gamma + m * C,
+                           beta + m * C, eps, affine + (m * B + i) * C,
+                           affine + ((M + m) * B + i) * C);
         }
     }
 }
