@@ -563,8 +563,10 @@ def test_kokoro_resumes_at_the_first_unfinished_voice(tmp_path: Path) -> None:
         recordings = synthesize_kokoro(
             voices, lambda: stub_speak(calls), tmp_path, seconds=seconds, log=lambda _: None
         )
+        # The samples, not the file: a float WAV's PEAK chunk holds the second it was written.
         return [lang for _, _, lang in calls], [
-            (str(r.path.relative_to(tmp_path)), r.path.read_bytes()) for r in recordings
+            (str(r.path.relative_to(tmp_path)), sf.read(str(r.path), dtype="float32")[0].tobytes())
+            for r in recordings
         ]
 
     languages, first = run()
