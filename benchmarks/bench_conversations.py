@@ -17,12 +17,16 @@ all``: both (19), on which model candidates are compared. One row per model, gat
 conversation (speaker changes between 10 s windows, whole-file SI-SNRi, the share of
 single-talker stretches whose silent speaker's output is 20 dB down, frame agreement of the
 speech segments), and a row of totals and means per model and gate setting. The default
-alignment and chunking throughout; one thread.
+alignment and chunking throughout; one thread. ``--order oracle`` instead orders every chunk
+by the reference sources (``OracleOrder``): a perfect alignment, so the speaker changes it
+leaves are the model's own, inside chunks, and the gap to the default is what stitching
+costs.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -35,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_stitching import corpus_clips
 from tests.conversation import Conversation, build_conversation, score
 
-from tdanet.separate import Separator
+from tdanet.separate import OverlapAdd, Separator
 
 # Conversations: (label, two corpus speakers or None for the fixture voices, seed).
 Pairs = tuple[tuple[str, tuple[str, str] | None, int], ...]
@@ -68,6 +72,24 @@ CHECK_PAIRS: Pairs = (
 # Model candidates are compared on all 19 (docs/separate.md, "Overlap against profiles").
 SETS = {"nine": PAIRS, "check": CHECK_PAIRS, "all": PAIRS + CHECK_PAIRS}
 GATES = {"off": (False,), "on": (True,), "both": (False, True)}
+ORDERS = {"voices": ("voices",), "oracle": ("oracle",), "both": ("voices", "oracle")}
+
+
+class OracleOrder(OverlapAdd):
+    """Joins chunks in the order that best matches the ``references`` (C, T) at the model's
+    rate: the order a perfect alignment would choose for each chunk (inner products over
+    the whole chunk)."""
+
+    def __init__(self, overlap: int, references: np.ndarray) -> None:
+        super().__init__(overlap, align="overlap")
+        self.references = references
+        self.start = 0
+
+    def _order(self, sources: np.ndarray, analysed: object) -> tuple[int, ...]:
+        part = self.references[:, self.start : self.start + sources.shape[1]]
+        self.start += sources.shape[1] - self.overlap
+        orders = list(itertools.permutations(range(len(sources))))
+        return max(orders, key=lambda p: float(np.einsum("ct,ct->", sources[list(p)], part)))
 
 
 def conversations(corpus: Path, pairs: Pairs = PAIRS) -> list[tuple[str, Conversation]]:
@@ -91,36 +113,45 @@ def main() -> None:
         default="both",
         help="pause gate settings to run (default both)",
     )
+    parser.add_argument(
+        "--order",
+        choices=sorted(ORDERS),
+        default="voices",
+        help="chunk order: the default alignment, the references' (oracle), or both",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     built = conversations(args.corpus, SETS[args.set])
     print(
-        "| model | pause gate | conversation | changes | whole-file SI-SNRi | "
+        "| model | chunk order | pause gate | conversation | changes | whole-file SI-SNRi | "
         "silent >= 20 dB down | frame agreement |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for model in args.models:
-        for gate in GATES[args.gate]:
-            separator = Separator(model, pause_gate=gate)
-            rows = []
-            for label, conv in built:
-                estimates = separator.separate(conv.mixture, conv.sample_rate)
-                got = score(estimates, conv, separator.speech_segments())
-                silent = float((got.inactive_db <= -20).mean())
-                changes, whole, agreement = got.changes, got.whole_si_snri, got.agreement
-                rows.append((changes, whole, silent, agreement))
-                print(
-                    f"| {model} | {'on' if gate else 'off'} | {label} | {changes} | "
-                    f"{whole:.2f} | {silent:.0%} | {agreement:.1%} |",
-                    flush=True,
-                )
-            total = np.array(rows)
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for model, order, gate in itertools.product(args.models, ORDERS[args.order], GATES[args.gate]):
+        separator = Separator(model, pause_gate=gate)
+        rows = []
+        for label, conv in built:
+            if order == "oracle":
+                assert conv.sample_rate == separator.sample_rate
+                oracle = OracleOrder(separator.overlap, conv.sources)
+                separator._joiner = lambda oracle=oracle: oracle  # type: ignore[method-assign]
+            estimates = separator.separate(conv.mixture, conv.sample_rate)
+            got = score(estimates, conv, separator.speech_segments())
+            silent = float((got.inactive_db <= -20).mean())
+            changes, whole, agreement = got.changes, got.whole_si_snri, got.agreement
+            rows.append((changes, whole, silent, agreement))
             print(
-                f"| **{model}** | **{'on' if gate else 'off'}** | **all {len(rows)} (sum / mean)**"
-                f" | **{total[:, 0].sum():.0f}** | **{total[:, 1].mean():.2f}** | "
-                f"**{total[:, 2].mean():.0%}** | **{total[:, 3].mean():.1%}** |",
+                f"| {model} | {order} | {'on' if gate else 'off'} | {label} | {changes} | "
+                f"{whole:.2f} | {silent:.0%} | {agreement:.1%} |",
                 flush=True,
             )
+        total = np.array(rows)
+        print(
+            f"| **{model}** | **{order}** | **{'on' if gate else 'off'}** | **all {len(rows)} (sum / mean)**"
+            f" | **{total[:, 0].sum():.0f}** | **{total[:, 1].mean():.2f}** | "
+            f"**{total[:, 2].mean():.0%}** | **{total[:, 3].mean():.1%}** |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

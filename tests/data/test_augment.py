@@ -12,6 +12,7 @@ from tdanet.data.augment import (
     random_eq,
     reverberate,
     room_impulse_responses,
+    turn_masks,
 )
 from tdanet.data.mixing import MixingConfig, MixtureDrawer
 from tdanet.data.sources import index_noise, index_sources
@@ -160,3 +161,35 @@ def test_augmentation_settings_are_checked() -> None:
         MixingConfig(lone=-0.1)
     with pytest.raises(DataError, match="rt60"):
         MixingConfig(rt60=(0.6, 0.2))
+
+
+def test_turn_masks_alternate_voices_with_overlaps_and_pauses() -> None:
+    masks = [turn_masks(2, 8 * RATE, RATE, np.random.default_rng(seed)) for seed in range(6)]
+    again = turn_masks(2, 8 * RATE, RATE, np.random.default_rng(0))
+    assert np.array_equal(masks[0], again)
+    for mask in masks:
+        assert mask.shape == (2, 8 * RATE) and mask.min() >= 0.0 and mask.max() <= 1.0
+        assert (mask.max(axis=1) == 1.0).all()  # both voices get a turn in 8 s
+        # Each voice talks in several turns: it starts again after silences.
+        starts = np.diff((mask > 0.5).astype(int), axis=1).clip(0).sum(axis=1)
+        assert (starts >= 1).all() and starts.sum() >= 3
+    full = np.stack(masks) > 0.5
+    assert (full.all(axis=1)).any()  # some samples hold both voices
+    assert (~full.any(axis=1)).any()  # and some hold a pause
+
+
+def test_turn_windows_silence_each_voice_outside_its_turns(corpus: Path) -> None:
+    config = MixingConfig(sample_rate=RATE, segment=6.0, turns=0.5, max_amplitude=10.0)
+    drawer = MixtureDrawer(index_sources(corpus), config)
+    draws = [drawer.draw(np.random.default_rng(seed)) for seed in range(10)]
+    talking = [d for d in draws if d.info["turns"]]
+    assert 0 < len(talking) < 10
+    for drawn in talking:
+        np.testing.assert_allclose(drawn.sources.sum(0), drawn.mixture, atol=1e-5)
+        quiet = np.abs(drawn.sources[:, : 6 * RATE].reshape(2, -1, RATE // 10)).max(-1) == 0.0
+        # Each voice is silent for a while (not its turn) and talks somewhere.
+        assert quiet.any(axis=1).all() and (~quiet).any(axis=1).all()
+    with pytest.raises(DataError, match="turns needs a fixed segment"):
+        MixingConfig(segment=None, turns=0.5)
+    with pytest.raises(DataError, match="turns"):
+        MixingConfig(turns=1.5)

@@ -1,4 +1,5 @@
-"""Seeded augmentation of single-speaker sources: random equalisation and room reverberation.
+"""Seeded augmentation of single-speaker sources: random equalisation, room reverberation
+and conversation turns.
 
 Both are functions of a numpy ``Generator`` (or of a seed), so a mixture drawn with
 ``default_rng([seed, stream, epoch, index])`` is the same on any machine, process or resume.
@@ -30,6 +31,12 @@ SOURCE_DISTANCE = (0.5, 3.0)
 WALL_MARGIN = 0.4
 # Samples kept before the direct path (pyroomacoustics' fractional-delay filter is 81 taps).
 PRE_DELAY = 40
+# Conversation turns: each 0.5-3 s long; the next voice starts up to 1 s before the last one
+# stops (overlapped speech) or up to 1 s after (a pause), but at least 0.25 s after it started.
+TURN_SECONDS = (0.5, 3.0)
+TURN_OFFSET_SECONDS = (-1.0, 1.0)
+MIN_TURN_STEP_SECONDS = 0.25
+TURN_RAMP_SECONDS = 0.01
 
 
 def biquad(kind: str, freq: float, gain_db: float, q: float, rate: int) -> np.ndarray:
@@ -123,3 +130,25 @@ def reverberate(signal: np.ndarray, response: np.ndarray) -> np.ndarray:
 
     wet = fftconvolve(signal, response)[PRE_DELAY : PRE_DELAY + signal.shape[0]]
     return np.asarray(wet, dtype=np.float32)
+
+
+def turn_masks(num_sources: int, length: int, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Gains (num_sources, length) in [0, 1] that make full-length sources take turns.
+
+    A random voice starts at sample 0; each turn lasts :data:`TURN_SECONDS`, and the next
+    voice (another one) starts :data:`TURN_OFFSET_SECONDS` after it ends: overlapped where
+    negative, after a pause where positive. Turns fade in and out over
+    :data:`TURN_RAMP_SECONDS`. A model trained on such windows has to keep each voice in one
+    output across the pauses of a conversation.
+    """
+    masks = np.zeros((num_sources, length), np.float32)
+    min_step = max(1, round(MIN_TURN_STEP_SECONDS * rate))
+    speaker, start = int(rng.integers(num_sources)), 0
+    while start < length:
+        stop = start + round(rng.uniform(*TURN_SECONDS) * rate)
+        masks[speaker, start:stop] = 1.0
+        start = max(stop + round(rng.uniform(*TURN_OFFSET_SECONDS) * rate), start + min_step)
+        speaker = (speaker + 1 + int(rng.integers(num_sources - 1))) % num_sources
+    ramp = max(1, round(TURN_RAMP_SECONDS * rate))
+    kernel = np.ones(ramp, np.float32) / ramp
+    return np.stack([np.convolve(mask, kernel, mode="same") for mask in masks])

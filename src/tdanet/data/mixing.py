@@ -9,8 +9,9 @@ Two gain schemes:
 
 Augmentation (all off by default, see :mod:`tdanet.data.augment`): windows with one voice
 only, the other targets silent (``lone``), windows filled with more speech of the same
-speaker instead of silence (``fill``, a share of the windows), random EQ per source, one random room
-per mixture whose reverberant sources are the targets, noise in a fraction of mixtures.
+speaker instead of silence (``fill``, a share of the windows), windows where the voices take
+turns as in a conversation (``turns``), random EQ per source, one random room per mixture
+whose reverberant sources are the targets, noise in a fraction of mixtures.
 
 Every draw is a function of a numpy ``Generator``, so ``default_rng([seed, stream, epoch,
 index])`` makes item ``index`` of an epoch the same on any machine, process or resume.
@@ -29,7 +30,7 @@ from torch.utils.data import Dataset
 
 from ..audio import read_mono, resample
 from ..errors import DataError
-from .augment import random_eq, reverberate, room_impulse_responses
+from .augment import random_eq, reverberate, room_impulse_responses, turn_masks
 from .sources import Utterance, group_by_speaker
 
 GainMode = Literal["loudness", "snr"]
@@ -65,6 +66,10 @@ class MixingConfig:
             followed by more utterances of the same speaker instead of silence (1: both voices
             always fill the window; below 1 some windows keep one voice alone for a while,
             which a model needs to see to leave an output silent).
+        turns: with a fixed ``segment``, the chance that the voices of a window take turns
+            as in a conversation (:func:`tdanet.data.augment.turn_masks`: turns of 0.5-3 s,
+            some overlapped, some after a pause; the sources fill the window first), so that
+            a model learns to keep each voice in one output across pauses.
         eq_prob, eq_db: chance that a source gets a random EQ, and its gain range (+-dB).
         reverb_prob: chance that a mixture is placed in a room; its sources are then
             reverberant, targets included.
@@ -87,6 +92,7 @@ class MixingConfig:
     max_amplitude: float = 0.9
     lone: float = 0.0
     fill: float = 0.0
+    turns: float = 0.0
     eq_prob: float = 0.0
     eq_db: float = 6.0
     reverb_prob: float = 0.0
@@ -100,9 +106,11 @@ class MixingConfig:
             raise DataError(f"mixing: num_sources must be at least 2, got {self.num_sources}")
         if self.segment is not None and self.segment <= 0:
             raise DataError(f"mixing: segment must be positive seconds, got {self.segment}")
-        for name in ("lone", "fill", "eq_prob", "reverb_prob", "noise_prob"):
+        for name in ("lone", "fill", "turns", "eq_prob", "reverb_prob", "noise_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise DataError(f"mixing: {name} must be within [0, 1], got {getattr(self, name)}")
+        if self.turns > 0 and self.segment is None:
+            raise DataError("mixing: turns needs a fixed segment; set segment or turns: 0")
         if self.rt60[0] <= 0 or self.room_count < 1:
             raise DataError("mixing: rt60 must be positive seconds and room_count at least 1")
         for name in (
@@ -253,6 +261,7 @@ class MixtureDrawer:
         if chance(config.reverb_prob, rng):
             room = int(rng.integers(config.room_count))
         voices = 1 if chance(config.lone, rng) else config.num_sources
+        talks = voices > 1 and chance(config.turns, rng)
         signals, info_sources = [], []
         for index in chosen[:voices]:
             speaker = self.speakers[int(index)]
@@ -265,7 +274,7 @@ class MixtureDrawer:
             for _ in range(SILENCE_RETRIES):
                 signal, start = load_excerpt(utt, config, rng, speed)
                 if config.segment_samples is not None:
-                    if chance(config.fill, rng):
+                    if talks or chance(config.fill, rng):
                         signal = self.filled(signal, utts, config.segment_samples, rng, speed)
                     signal = random_window(signal, config.segment_samples, rng)
                 if float(np.sqrt(np.mean(np.square(signal)))) > SILENCE_RMS:
@@ -276,6 +285,9 @@ class MixtureDrawer:
             info_sources.append(
                 {"speaker": speaker, "path": str(utt.path), "start": start, "speed": speed}
             )
+        if talks:
+            masks = turn_masks(voices, signals[0].shape[0], config.sample_rate, rng)
+            signals = [signal * mask for signal, mask in zip(signals, masks, strict=True)]
         for _ in range(voices, config.num_sources):
             signals.append(np.zeros_like(signals[0]))
             info_sources.append({"speaker": "", "path": "", "start": 0, "speed": 1.0})
@@ -312,7 +324,7 @@ class MixtureDrawer:
             gains = gains * scale
         for item, gain in zip(info_sources, gains, strict=False):
             item["gain"] = float(gain)
-        info: dict[str, Any] = {"sources": info_sources, "length": int(length)}
+        info: dict[str, Any] = {"sources": info_sources, "length": int(length), "turns": talks}
         if room is not None:
             info["room"] = {"seed": config.room_seed, "index": room}
         if noise is not None:

@@ -38,7 +38,8 @@ class TrainingData:
 def mixing_config(data: DataSection, segment: float | None, augment: bool) -> MixingConfig:
     """The dynamic-mixing settings of a data section (its fields named as in
     :class:`MixingConfig`), with the given window length; without ``augment`` (validation)
-    the windows get no EQ, no room and always every voice (SI-SNRi needs each target)."""
+    the windows get no EQ, no room, no turns and always every voice (SI-SNRi needs each
+    target)."""
     shared = {
         item.name: getattr(data, item.name)
         for item in fields(MixingConfig)
@@ -46,7 +47,7 @@ def mixing_config(data: DataSection, segment: float | None, augment: bool) -> Mi
     }
     shared["segment"] = segment
     if not augment:
-        shared.update(eq_prob=0.0, reverb_prob=0.0, lone=0.0)
+        shared.update(eq_prob=0.0, reverb_prob=0.0, lone=0.0, turns=0.0)
     return MixingConfig(**shared)
 
 

@@ -81,6 +81,7 @@ class DataSection:
     # Augmentation of dynamic mixing (tdanet.data.mixing.MixingConfig), training split only.
     lone: float = 0.0
     fill: float = 0.0
+    turns: float = 0.0
     eq_prob: float = 0.0
     eq_db: float = 6.0
     reverb_prob: float = 0.0
