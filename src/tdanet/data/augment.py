@@ -135,9 +135,10 @@ def reverberate(signal: np.ndarray, response: np.ndarray) -> np.ndarray:
 def turn_masks(num_sources: int, length: int, rate: int, rng: np.random.Generator) -> np.ndarray:
     """Gains (num_sources, length) in [0, 1] that make full-length sources take turns.
 
-    A random voice starts at sample 0; each turn lasts :data:`TURN_SECONDS`, and the next
-    voice (another one) starts :data:`TURN_OFFSET_SECONDS` after it ends: overlapped where
-    negative, after a pause where positive. Turns fade in and out over
+    A random voice starts at sample 0; each turn's length is drawn from :data:`TURN_SECONDS`,
+    and the next voice (another one) starts an offset drawn from :data:`TURN_OFFSET_SECONDS`
+    after it ends (overlapped where negative, after a pause where positive), but at least
+    :data:`MIN_TURN_STEP_SECONDS` after it began. Turns fade in and out over
     :data:`TURN_RAMP_SECONDS`. A model trained on such windows has to keep each voice in one
     output across the pauses of a conversation.
     """
