@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_stitching import corpus_clips
 from tests.conversation import Conversation, build_conversation, score
 
-from tdanet.separate import OverlapAdd, Separator
+from tdanet.separate import OverlapAdd, Separator, best_permutation
 
 # Conversations: (label, two corpus speakers or None for the fixture voices, seed).
 Pairs = tuple[tuple[str, tuple[str, str] | None, int], ...]
@@ -77,8 +77,8 @@ ORDERS = {"voices": ("voices",), "oracle": ("oracle",), "both": ("voices", "orac
 
 class OracleOrder(OverlapAdd):
     """Joins chunks in the order that best matches the ``references`` (C, T) at the model's
-    rate: the order a perfect alignment would choose for each chunk (inner products over
-    the whole chunk)."""
+    rate: the order a perfect alignment would choose for each chunk
+    (:func:`tdanet.separate.best_permutation` against the references over the whole chunk)."""
 
     def __init__(self, overlap: int, references: np.ndarray) -> None:
         super().__init__(overlap, align="overlap")
@@ -88,8 +88,7 @@ class OracleOrder(OverlapAdd):
     def _order(self, sources: np.ndarray, analysed: object) -> tuple[int, ...]:
         part = self.references[:, self.start : self.start + sources.shape[1]]
         self.start += sources.shape[1] - self.overlap
-        orders = list(itertools.permutations(range(len(sources))))
-        return max(orders, key=lambda p: float(np.einsum("ct,ct->", sources[list(p)], part)))
+        return best_permutation(part, sources)
 
 
 def conversations(corpus: Path, pairs: Pairs = PAIRS) -> list[tuple[str, Conversation]]:
