@@ -91,6 +91,16 @@ class OracleOrder(OverlapAdd):
         return best_permutation(part, sources)
 
 
+class OracleSeparator(Separator):
+    """A :class:`Separator` that joins chunks by :class:`OracleOrder` against ``references``
+    (C, T), set before each recording."""
+
+    references: np.ndarray
+
+    def _joiner(self) -> OverlapAdd:
+        return OracleOrder(self.overlap, self.references)
+
+
 def conversations(corpus: Path, pairs: Pairs = PAIRS) -> list[tuple[str, Conversation]]:
     built = []
     for label, speakers, seed in pairs:
@@ -127,13 +137,13 @@ def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for model, order, gate in itertools.product(args.models, ORDERS[args.order], GATES[args.gate]):
-        separator = Separator(model, pause_gate=gate)
+        kind = OracleSeparator if order == "oracle" else Separator
+        separator = kind(model, pause_gate=gate)
         rows = []
         for label, conv in built:
-            if order == "oracle":
+            if isinstance(separator, OracleSeparator):
                 assert conv.sample_rate == separator.sample_rate
-                oracle = OracleOrder(separator.overlap, conv.sources)
-                separator._joiner = lambda oracle=oracle: oracle  # type: ignore[method-assign]
+                separator.references = conv.sources
             estimates = separator.separate(conv.mixture, conv.sample_rate)
             got = score(estimates, conv, separator.speech_segments())
             silent = float((got.inactive_db <= -20).mean())
