@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         default=None,
         help="preset, bundled or hub name, or checkpoint path (.onnx file with "
-        "--backend onnxruntime); default: the bundled model",
+        "--backend onnxruntime); default: the bundled demo model, which separates new voices "
+        "only a little (docs/model-card.md); for real recordings JusperLee/TDANetBest-4ms-LRS2",
     )
     parser.add_argument(
         "--backend", choices=("torch", "onnxruntime"), default="torch", help="inference engine"
