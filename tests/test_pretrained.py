@@ -11,6 +11,7 @@ import torch
 from tdanet import load_model
 from tdanet.errors import CheckpointError
 from tdanet.model import TDANet, TDANetConfig
+from tdanet.pretrained import BUNDLED_MODELS, RELEASED_MODELS
 
 from .conftest import OFFICIAL_SMALL
 
@@ -78,10 +79,11 @@ def test_hub_name_resolves_through_huggingface_cache(tmp_path: Path, monkeypatch
 
 
 def test_unknown_source_lists_choices() -> None:
-    with pytest.raises(
-        CheckpointError, match="no such file, model or hub name.*tdanet-demo.*tdanet-large"
-    ):
+    with pytest.raises(CheckpointError, match="no such file, model or hub name") as caught:
         load_model("./nothing-here.pt")
+    message = str(caught.value)
+    assert all(name in message for name in [*BUNDLED_MODELS, *RELEASED_MODELS, "tdanet-large"])
+    assert "tdanet-demo (the default)" in message
 
 
 def test_directory_is_not_a_checkpoint(tmp_path: Path) -> None:

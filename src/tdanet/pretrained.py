@@ -86,8 +86,9 @@ def load_model(
     if HUB_ID.match(text) and not text.startswith((".", "/", "~")):
         return load_checkpoint(download_from_hub(text), **config_overrides)
     raise CheckpointError(
-        f"{text}: no such file, model or hub name; bundled: {', '.join(BUNDLED_MODELS)} "
-        f"(the default); released: {', '.join(RELEASED_MODELS)}; untrained presets: "
+        f"{text}: no such file, model or hub name; bundled: {DEFAULT_MODEL} (the default), "
+        f"{DEFAULT_CAUSAL_MODEL} (the default of stream); released: "
+        f"{', '.join(RELEASED_MODELS)}; untrained presets: "
         f"{', '.join([*PRESETS, *TFACM_PRESETS])}"
     )
 
