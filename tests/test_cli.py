@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,22 @@ def test_bad_model_is_one_line_error_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0
     assert "bad.pt" in result.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    # `tdanet info M | head -1`: the pipe's reader is gone before the command writes.
+    exe = shutil.which("tdanet")
+    command = [exe] if exe else [sys.executable, "-m", "tdanet"]
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run(
+            [*command, "info", "tdanet-tiny"], stdout=write, stderr=subprocess.PIPE, timeout=300
+        )
+    finally:
+        os.close(write)
+    assert result.returncode == 141
+    assert b"Traceback" not in result.stderr
 
 
 def test_checkpoint_with_a_foreign_object_names_it(tmp_path: Path) -> None:

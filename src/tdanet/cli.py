@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import select
 import sys
 from collections.abc import Sequence
 
@@ -93,7 +94,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"tdanet {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        if not stdout_is_closed():
+            raise
+        return 141  # the shell's code for a reader that went away (`tdanet info M | head`)
     return code
+
+
+def stdout_is_closed() -> bool:
+    """Whether standard output is a pipe whose reader went away (POSIX); if so, stdout is
+    pointed at the null device so that Python's flush at exit does not fail again. A broken
+    pipe elsewhere (a worker process) is not this, and stays an error."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller.register(fd, select.POLLOUT)
+    if not any(events & select.POLLERR for _, events in poller.poll(0)):
+        return False
+    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return True
 
 
 if __name__ == "__main__":
