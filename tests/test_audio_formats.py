@@ -87,6 +87,14 @@ def test_a_container_without_audio_is_one_clear_line(tmp_path: Path) -> None:
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
+def test_headerless_pcm_says_how_to_give_it_a_header(tmp_path: Path) -> None:
+    path = tmp_path / "call.raw"
+    path.write_bytes((tone(0.5, 1, 16000) * 10000).astype("<i2").tobytes())
+    with pytest.raises(AudioReadError, match="headerless PCM") as info:
+        audio.load_audio(path)
+    assert "sox -t raw -r 16000" in str(info.value) and "--raw-rate" in str(info.value)
+
+
 def test_content_decides_not_the_name(tmp_path: Path) -> None:
     path, _ = make(tmp_path / "memo", "m4a-aac", tone(0.5, 1, 44100))
     disguised = path.rename(tmp_path / "memo.wav")

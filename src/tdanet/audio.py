@@ -788,8 +788,20 @@ def expand_inputs(
     return found, errors, notes
 
 
+# Suffixes of headerless PCM, which states neither its rate nor its sample format (ffmpeg
+# would read such a file as an image).
+HEADERLESS_SUFFIXES = (".raw", ".pcm")
+
+
 def _open_container(file: Path) -> Any:
-    """``av.open`` for reading; :class:`AudioReadError` if ffmpeg cannot read the file."""
+    """``av.open`` for reading; :class:`AudioReadError` if ffmpeg cannot read the file or it
+    is headerless PCM."""
+    if file.suffix.lower() in HEADERLESS_SUFFIXES:
+        raise AudioReadError(
+            f"{file}: headerless PCM states neither its sample rate nor its format; add a "
+            f"header (e.g. sox -t raw -r 16000 -e signed -b 16 -c 1 {file.name} "
+            f"{file.stem}.wav) or pipe it to `tdanet stream --raw-rate RATE`"
+        )
     # Imported here: PyAV takes a noticeable time to load and most files never need it.
     import av
 
