@@ -5,7 +5,7 @@ by; :func:`speech_segments` turns the energies into (start, end, speaker) segmen
 output speaks in a frame when its smoothed energy is within :data:`ACTIVE_FLOOR_DB` of the
 recording's loud speech and within :func:`dominance_db` of the loudest output there (a
 margin set above the outputs' leakage), and short pauses and blips are bridged or dropped.
-:func:`write_rttm` and :func:`write_csv` write them; :func:`single_speaker` says when one
+:func:`rttm_text` and :func:`csv_text` format them; :func:`single_speaker` says when one
 output holds nearly all the speech. :func:`pause_gains` lowers each output through its long
 pauses, where what remains is the model's leakage of the other voices.
 """
