@@ -93,6 +93,8 @@ def test_headerless_pcm_says_how_to_give_it_a_header(tmp_path: Path) -> None:
     with pytest.raises(AudioReadError, match="headerless PCM") as info:
         audio.load_audio(path)
     assert "sox -t raw -r 16000" in str(info.value) and "--raw-rate" in str(info.value)
+    sf.write(path, tone(0.5, 1, 16000), 16000, format="WAV")  # the content decides, not the name
+    assert audio.load_audio(path)[1] == 16000
 
 
 def test_content_decides_not_the_name(tmp_path: Path) -> None:

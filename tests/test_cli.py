@@ -14,10 +14,16 @@ from tdanet.cli import main, parse
 from .conftest import OFFICIAL_SMALL
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli_command() -> list[str]:
+    """The installed ``tdanet`` script, or ``python -m tdanet`` without one."""
     exe = shutil.which("tdanet")
-    command = [exe] if exe else [sys.executable, "-m", "tdanet"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return [exe] if exe else [sys.executable, "-m", "tdanet"]
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*cli_command(), *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_info_reports_release_checkpoint() -> None:
@@ -40,13 +46,14 @@ def test_bad_model_is_one_line_error_without_traceback(tmp_path: Path) -> None:
 
 def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
     # `tdanet info M | head -1`: the pipe's reader is gone before the command writes.
-    exe = shutil.which("tdanet")
-    command = [exe] if exe else [sys.executable, "-m", "tdanet"]
     read, write = os.pipe()
     os.close(read)
     try:
         result = subprocess.run(
-            [*command, "info", "tdanet-tiny"], stdout=write, stderr=subprocess.PIPE, timeout=300
+            [*cli_command(), "info", "tdanet-tiny"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            timeout=300,
         )
     finally:
         os.close(write)

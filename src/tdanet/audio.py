@@ -789,32 +789,41 @@ def expand_inputs(
 
 
 # Suffixes of headerless PCM, which states neither its rate nor its sample format (ffmpeg
-# would read such a file as an image).
+# reads such a file as an image, or not at all).
 HEADERLESS_SUFFIXES = (".raw", ".pcm")
 
 
+def _headerless(file: Path) -> AudioReadError | None:
+    """For a file that no decoder reads as audio and whose name says headerless PCM, the
+    error that says how to give it a header; otherwise None."""
+    if file.suffix.lower() not in HEADERLESS_SUFFIXES:
+        return None
+    return AudioReadError(
+        f"{file}: headerless PCM states neither its sample rate nor its format; add a header "
+        f"(e.g. sox -t raw -r 16000 -e signed -b 16 -c 1 {file.name} {file.stem}.wav) or "
+        "pipe it to `tdanet stream --raw-rate RATE`"
+    )
+
+
 def _open_container(file: Path) -> Any:
-    """``av.open`` for reading; :class:`AudioReadError` if ffmpeg cannot read the file or it
-    is headerless PCM."""
-    if file.suffix.lower() in HEADERLESS_SUFFIXES:
-        raise AudioReadError(
-            f"{file}: headerless PCM states neither its sample rate nor its format; add a "
-            f"header (e.g. sox -t raw -r 16000 -e signed -b 16 -c 1 {file.name} "
-            f"{file.stem}.wav) or pipe it to `tdanet stream --raw-rate RATE`"
-        )
+    """``av.open`` for reading; :class:`AudioReadError` if ffmpeg cannot read the file."""
     # Imported here: PyAV takes a noticeable time to load and most files never need it.
     import av
 
     try:
         return av.open(str(file), mode="r")
     except (av.FFmpegError, UnicodeDecodeError, OSError) as exc:
-        raise AudioReadError(f"{file}: not a readable audio file ({_reason(exc)})") from None
+        unreadable = AudioReadError(f"{file}: not a readable audio file ({_reason(exc)})")
+        raise (_headerless(file) or unreadable) from None
 
 
 def _audio_stream(file: Path, container: Any, stream: int) -> Any:
     """Audio stream number ``stream`` (from 0) of an open container."""
     streams = list(container.streams.audio)
     if not streams:
+        headerless = _headerless(file)
+        if headerless is not None:
+            raise headerless
         kinds = sorted({s.type for s in container.streams}) or ["no streams"]
         raise AudioContentError(
             f"{file}: holds no audio ({', '.join(kinds)} only); choose a recording with sound"
