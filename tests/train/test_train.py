@@ -152,6 +152,12 @@ def test_fine_tuning_rejects_a_model_for_another_rate(corpus: Path, tmp_path: Pa
         train(load_recipe(RECIPE, overrides))
 
 
+def test_model_errors_come_before_the_data_is_read(tmp_path: Path) -> None:
+    overrides = [*tiny_overrides(tmp_path / "no-corpus", tmp_path / "run", 1), "model.preset=nope"]
+    with pytest.raises(ConfigError, match="model.preset: unknown preset 'nope'"):
+        train(load_recipe(RECIPE, overrides))
+
+
 def test_too_few_speakers_fails_before_training(tmp_path: Path) -> None:
     small = write_speaker_corpus(tmp_path / "few", speakers=4, utterances=1)
     with pytest.raises(DataError, match="4 speakers is too few"):

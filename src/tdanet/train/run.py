@@ -173,10 +173,11 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
         except ValueError as exc:
             raise ConfigError(f"trainer.max_time: {exc}") from None
     L.seed_everything(recipe.seed, workers=True, verbose=False)
+    # The model first: its errors come at once, not after every data file is decoded.
+    model = initial_model(recipe)
     data = build_training_data(recipe.data, recipe.seed)
     for line in data.skipped:
         LOG.warning("skipped: %s", line)
-    model = initial_model(recipe)
     module = SeparationModule(model, recipe.optim, recipe.seed, recipe.loss)
     if ckpt_path is not None:
         check_resume_file(ckpt_path, module)
